@@ -1,0 +1,1 @@
+//! Claude Code CLI backend (TODO).

@@ -1,0 +1,1 @@
+//! agent-chat-gateway library facade (TODO).

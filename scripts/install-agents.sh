@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the pinned agent CLIs the tests drive into a project-local, git-ignored folder.
+# Idempotent: a second run with the same pins does nothing.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+prefix="$root/.tools/npm"
+# Pinned versions the test suite is checked against.
+CLAUDE_CODE_VERSION="2.1.330"
+mkdir -p "$prefix"
+want="@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+have="$(node -e "try{console.log(require('$prefix/node_modules/@anthropic-ai/claude-code/package.json').version)}catch(e){}" 2>/dev/null || true)"
+if [ "$have" != "$CLAUDE_CODE_VERSION" ] || ! "$prefix/node_modules/.bin/claude" --version >/dev/null 2>&1; then
+  echo "installing $want into $prefix"
+  npm install --no-audit --no-fund --loglevel=error --prefix "$prefix" "$want"
+fi
+"$prefix/node_modules/.bin/claude" --version
