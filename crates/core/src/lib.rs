@@ -12,10 +12,12 @@
 //! - [`dispatcher`]: routes normalized inbound messages to the watchers of their room.
 //! - [`state`]: `state.<connector>.json`, written atomically.
 //! - [`user_messages`]: every text a chat user can see from the gateway itself, in one place.
+//! - [`gateway`]: the service object the daemon runs and the control socket drives.
 //! - [`session`]: the scripting API: drive one agent session from Rust code.
 
 pub mod context;
 pub mod dispatcher;
+pub mod gateway;
 pub mod ports;
 pub mod prompt;
 pub mod session;
