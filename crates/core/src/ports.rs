@@ -53,6 +53,13 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
+    /// The trusted prompt header for a message the gateway itself puts into `msg.room`
+    /// (`inject` from the control socket, scheduled jobs), built from the message's fields.
+    /// `None` (the default) = no header, the text goes to the agent as is.
+    fn header_for_injected(&self, _msg: &IncomingMessage) -> Option<String> {
+        None
+    }
+
     /// Starts talking to the server and delivering messages to `inbound`. A connector that
     /// cannot reach its server should keep retrying in the background and return `Ok`.
     async fn connect(&self, inbound: Arc<dyn InboundHandler>) -> Result<(), ConnectorError>;
