@@ -2,15 +2,23 @@
 //! watchers and state files, agent backends, and the operations of the CLI (list, pause,
 //! resume, reset, send, inject, shutdown).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
 
-use crate::ports::{AgentBackend, Connector};
-use crate::types::{ConnectionState, Role};
-use crate::watcher::{WatcherInfo, WatcherSpec};
+use crate::dispatcher::Dispatcher;
+use crate::ports::{AgentBackend, Connector, Delivery, InboundHandler};
+use crate::state::{StateError, StateFile, WatcherRecord};
+use crate::types::{
+    ConnectionState, ConnectorError, IncomingMessage, OutgoingMessage, Role, Room, RoomKind,
+    Sender,
+};
+use crate::watcher::{StateBook, Watcher, WatcherDeps, WatcherInfo, WatcherSpec};
 
 /// Daemon-wide options.
 #[derive(Debug, Clone)]
@@ -73,15 +81,51 @@ pub struct Injection {
     /// The text.
     pub text: String,
     /// Who it is from (default `script`).
+    #[serde(default = "default_injection_sender")]
     pub sender: String,
     /// With which role (default owner).
+    #[serde(default = "default_injection_role")]
     pub role: Role,
+}
+
+impl Injection {
+    /// An injection from `script` with the owner role.
+    pub fn new(watcher: impl Into<String>, text: impl Into<String>) -> Self {
+        Injection {
+            watcher: watcher.into(),
+            text: text.into(),
+            sender: default_injection_sender(),
+            role: default_injection_role(),
+        }
+    }
+}
+
+fn default_injection_sender() -> String {
+    "script".to_string()
+}
+
+fn default_injection_role() -> Role {
+    Role::Owner
+}
+
+/// One connector with everything the gateway keeps for it.
+struct ConnectorEntry {
+    name: String,
+    connector: Arc<dyn Connector>,
+    connector_type: String,
+    dispatcher: Arc<Dispatcher>,
+    state: Arc<StateBook>,
+    online: Arc<AtomicBool>,
+    watchers: Vec<Arc<Watcher>>,
 }
 
 /// The running gateway. Cheap to share (`Arc<Gateway>`); every method is safe to call
 /// concurrently from control-socket connections.
 pub struct Gateway {
-    _private: (),
+    backends: Vec<(String, Arc<dyn AgentBackend>)>,
+    connectors: Vec<ConnectorEntry>,
+    shutting_down: AtomicBool,
+    shutdown_done: tokio::sync::Mutex<bool>,
 }
 
 impl Gateway {
@@ -93,37 +137,192 @@ impl Gateway {
         agents: Vec<AgentSetup>,
         connectors: Vec<ConnectorSetup>,
     ) -> (Arc<Gateway>, StartReport) {
-        let _ = (options, agents, connectors);
-        todo!()
+        let mut report = StartReport::default();
+
+        // Agent backends, in parallel. A failed agent's watchers are skipped (fail closed).
+        let results = join_all(agents.iter().map(|a| a.backend.start())).await;
+        let mut backends = Vec::new();
+        for (agent, result) in agents.into_iter().zip(results) {
+            match result {
+                Ok(()) => backends.push((agent.name, agent.backend)),
+                Err(e) => {
+                    error!(agent = %agent.name, error = %e, "agent backend failed to start");
+                    report.errors.push(format!(
+                        "Agent '{}' failed to start: {e}. Its watchers are not started.",
+                        agent.name
+                    ));
+                }
+            }
+        }
+
+        // State books, dispatchers and watchers (not yet started) per connector.
+        let mut entries = Vec::new();
+        for setup in connectors {
+            let name = setup.connector.name().to_string();
+            let file = StateFile::for_connector(&options.runtime_dir, &name);
+            let (loaded, writable) = load_state(&file, &mut report);
+            let configured = setup.watchers.iter().map(|w| w.name.clone()).collect();
+            let state = Arc::new(StateBook::new(file, configured, loaded, writable));
+            let dispatcher = Arc::new(Dispatcher::new());
+            let online = Arc::new(AtomicBool::new(false));
+            let watchers = setup
+                .watchers
+                .into_iter()
+                .map(|spec| {
+                    let backend = backends
+                        .iter()
+                        .find(|(n, _)| *n == spec.agent)
+                        .map(|(_, b)| b.clone());
+                    let deps = WatcherDeps {
+                        connector: setup.connector.clone(),
+                        backend,
+                        dispatcher: dispatcher.clone(),
+                        state: state.clone(),
+                        runtime_dir: options.runtime_dir.clone(),
+                        drain_timeout: options.drain_timeout,
+                        connector_online: online.clone(),
+                    };
+                    Arc::new(Watcher::new(spec, deps))
+                })
+                .collect();
+            entries.push(ConnectorEntry {
+                name,
+                connector: setup.connector,
+                connector_type: setup.connector_type,
+                dispatcher,
+                state,
+                online,
+                watchers,
+            });
+        }
+
+        // Connect every connector, in parallel. One that fails does not stop the others; its
+        // watchers stay stopped and their saved records stay in the book (and the file).
+        let results = join_all(entries.iter().map(|e| {
+            let inbound: Arc<dyn InboundHandler> = e.dispatcher.clone();
+            e.connector.connect(inbound)
+        }))
+        .await;
+        for (entry, result) in entries.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    entry.online.store(true, Ordering::SeqCst);
+                    report.info.push(format!("Connector '{}' connected", entry.name));
+                }
+                Err(e) => {
+                    error!(connector = %entry.name, error = %e, "connector failed to connect");
+                    report.errors.push(format!(
+                        "Connector '{}' failed to connect: {e}. Its {} watcher(s) are not started; \
+                         their saved state is kept.",
+                        entry.name,
+                        entry.watchers.len()
+                    ));
+                }
+            }
+        }
+
+        // Watchers of connected connectors, all in parallel.
+        let mut to_start = Vec::new();
+        for entry in entries.iter().filter(|e| e.online.load(Ordering::SeqCst)) {
+            for watcher in &entry.watchers {
+                let spec = watcher.spec();
+                if watcher.is_paused() {
+                    report
+                        .info
+                        .push(format!("Watcher '{}' is paused", spec.name));
+                } else if !backends.iter().any(|(n, _)| *n == spec.agent) {
+                    report.errors.push(format!(
+                        "Watcher '{}' skipped: agent '{}' is not available",
+                        spec.name, spec.agent
+                    ));
+                } else {
+                    to_start.push(watcher.clone());
+                }
+            }
+        }
+        let results = join_all(to_start.iter().map(|w| w.start())).await;
+        for (watcher, result) in to_start.iter().zip(results) {
+            match result {
+                Ok(()) => report
+                    .info
+                    .push(format!("Watcher '{}' started", watcher.name())),
+                Err(e) => {
+                    error!(watcher = %watcher.name(), error = %e, "watcher failed to start");
+                    report.errors.push(format!(
+                        "Watcher '{}' failed to start: {e}",
+                        watcher.name()
+                    ));
+                }
+            }
+        }
+
+        let gateway = Arc::new(Gateway {
+            backends,
+            connectors: entries,
+            shutting_down: AtomicBool::new(false),
+            shutdown_done: tokio::sync::Mutex::new(false),
+        });
+        (gateway, report)
     }
 
     /// Watchers of one connector, or of all.
     pub fn list(&self, connector: Option<&str>) -> Result<Vec<WatcherInfo>, GatewayError> {
-        let _ = connector;
-        todo!()
+        let entries: Vec<&ConnectorEntry> = match connector {
+            Some(name) => vec![self.connector_named(name)?],
+            None => self.connectors.iter().collect(),
+        };
+        Ok(entries
+            .iter()
+            .flat_map(|e| e.watchers.iter().map(|w| w.info()))
+            .collect())
     }
 
     /// Every connector with its link state.
     pub fn connectors(&self) -> Vec<ConnectorInfo> {
-        todo!()
+        self.connectors
+            .iter()
+            .map(|e| ConnectorInfo {
+                name: e.name.clone(),
+                connector_type: e.connector_type.clone(),
+                state: if e.online.load(Ordering::SeqCst) {
+                    e.connector.connection_state()
+                } else {
+                    ConnectionState::Disconnected
+                },
+            })
+            .collect()
     }
 
     /// Pauses a watcher: it stops taking messages; its session is kept.
     pub async fn pause(&self, watcher: &str, connector: Option<&str>) -> Result<(), GatewayError> {
-        let _ = (watcher, connector);
-        todo!()
+        self.ensure_running()?;
+        let watcher = self.find_watcher(watcher, connector)?;
+        watcher.pause().await;
+        Ok(())
     }
 
     /// Resumes a paused watcher.
     pub async fn resume(&self, watcher: &str, connector: Option<&str>) -> Result<(), GatewayError> {
-        let _ = (watcher, connector);
-        todo!()
+        self.ensure_running()?;
+        let watcher = self.find_watcher(watcher, connector)?;
+        watcher.resume().await.map_err(|e| {
+            GatewayError(format!(
+                "Watcher '{}' was resumed but could not start: {e}",
+                watcher.name()
+            ))
+        })
     }
 
     /// Starts a fresh session (a pinned session id is kept), unpauses and restarts the watcher.
     pub async fn reset(&self, watcher: &str, connector: Option<&str>) -> Result<(), GatewayError> {
-        let _ = (watcher, connector);
-        todo!()
+        self.ensure_running()?;
+        let watcher = self.find_watcher(watcher, connector)?;
+        watcher.reset().await.map_err(|e| {
+            GatewayError(format!(
+                "Watcher '{}' was reset but could not start: {e}",
+                watcher.name()
+            ))
+        })
     }
 
     /// Posts text and/or a file to a room directly (bypassing the agent).
@@ -134,19 +333,242 @@ impl Gateway {
         attachment: Option<PathBuf>,
         connector: Option<&str>,
     ) -> Result<(), GatewayError> {
-        let _ = (room, text, attachment, connector);
-        todo!()
+        self.ensure_running()?;
+        if room.trim().is_empty() {
+            return Err(GatewayError("Missing 'room' field in send command".into()));
+        }
+        let text = text.unwrap_or_default();
+        if text.is_empty() && attachment.is_none() {
+            return Err(GatewayError(
+                "Nothing to send: provide 'text' or 'attachment_path'".into(),
+            ));
+        }
+        let entry = self.route(connector)?;
+        if !entry.online.load(Ordering::SeqCst) {
+            return Err(GatewayError(format!(
+                "Connector '{}' is not connected",
+                entry.name
+            )));
+        }
+        let target = match entry.connector.resolve_room(room).await {
+            Ok(r) => r,
+            // Like the reference: a name the server does not know is taken as a raw room id.
+            Err(ConnectorError::RoomNotFound(_)) => Room {
+                id: room.to_string(),
+                name: room.to_string(),
+                kind: RoomKind::Channel,
+            },
+            Err(e) => return Err(GatewayError(format!("Cannot resolve room '{room}': {e}"))),
+        };
+        let msg = OutgoingMessage {
+            text,
+            thread_id: None,
+            is_error: false,
+            attachment,
+        };
+        entry
+            .connector
+            .send(&target, msg)
+            .await
+            .map_err(|e| GatewayError(format!("Cannot send to room '{room}': {e}")))
     }
 
     /// Delivers a message to a watcher as if a user had posted it in its room.
     pub async fn inject(&self, injection: Injection) -> Result<(), GatewayError> {
-        let _ = injection;
-        todo!()
+        self.ensure_running()?;
+        if injection.text.trim().is_empty() {
+            return Err(GatewayError("Nothing to inject: the text is empty".into()));
+        }
+        let (entry, watcher) = self.find_entry_and_watcher(&injection.watcher, None)?;
+        let Some(room) = watcher.room() else {
+            return Err(GatewayError(format!(
+                "Watcher '{}' is not running",
+                injection.watcher
+            )));
+        };
+        let sender = if injection.sender.trim().is_empty() {
+            default_injection_sender()
+        } else {
+            injection.sender
+        };
+        let mut msg = IncomingMessage {
+            id: format!("inject-{:016x}", rand::random::<u64>()),
+            room,
+            sender: Sender {
+                id: sender.clone(),
+                username: sender,
+                display_name: None,
+            },
+            role: injection.role,
+            text: injection.text,
+            timestamp_ms: Some(now_ms()),
+            thread_id: None,
+            permission_thread_id: None,
+            mentions: Vec::new(),
+            attachments: Vec::new(),
+            warnings: Vec::new(),
+            prompt_header: String::new(),
+        };
+        msg.prompt_header = entry
+            .connector
+            .header_for_injected(&msg)
+            .unwrap_or_default();
+        match entry.dispatcher.deliver(msg).await {
+            Delivery::Accepted | Delivery::Intercepted => Ok(()),
+            Delivery::Rejected => Err(GatewayError(format!(
+                "Watcher '{}' is busy; the message was dropped",
+                injection.watcher
+            ))),
+            Delivery::NoWatcher => Err(GatewayError(format!(
+                "Watcher '{}' is not running",
+                injection.watcher
+            ))),
+        }
     }
 
     /// Drains every watcher (bounded by the drain timeout), posts offline notices, saves
-    /// state, disconnects connectors and stops backends.
+    /// state, disconnects connectors and stops backends. A second call waits for the first.
     pub async fn shutdown(&self) {
-        todo!()
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let mut done = self.shutdown_done.lock().await;
+        if *done {
+            return;
+        }
+        let watchers = self.connectors.iter().flat_map(|e| e.watchers.iter());
+        join_all(watchers.map(|w| w.stop())).await;
+        for entry in &self.connectors {
+            if let Err(e) = entry.state.save().await {
+                error!(connector = %entry.name, error = %e, "cannot save state at shutdown");
+            }
+            if entry.online.swap(false, Ordering::SeqCst) {
+                entry.connector.disconnect().await;
+            }
+        }
+        join_all(self.backends.iter().map(|(_, b)| b.stop())).await;
+        info!("gateway stopped");
+        *done = true;
     }
+
+    fn ensure_running(&self) -> Result<(), GatewayError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            Err(GatewayError("The gateway is shutting down".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn connector_named(&self, name: &str) -> Result<&ConnectorEntry, GatewayError> {
+        self.connectors
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| GatewayError(format!("Unknown connector: '{name}'")))
+    }
+
+    /// The connector a command applies to: the named one, or the only one.
+    fn route(&self, connector: Option<&str>) -> Result<&ConnectorEntry, GatewayError> {
+        if let Some(name) = connector {
+            return self.connector_named(name);
+        }
+        match self.connectors.as_slice() {
+            [only] => Ok(only),
+            [] => Err(GatewayError("No connectors configured".into())),
+            several => {
+                let names: Vec<String> = several.iter().map(|e| format!("'{}'", e.name)).collect();
+                Err(GatewayError(format!(
+                    "Multiple connectors configured ({}). Please specify --connector <name>.",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// A watcher by name: in the named connector, or (names being unique) in any.
+    fn find_entry_and_watcher(
+        &self,
+        watcher: &str,
+        connector: Option<&str>,
+    ) -> Result<(&ConnectorEntry, &Arc<Watcher>), GatewayError> {
+        let entries: Vec<&ConnectorEntry> = match connector {
+            Some(name) => vec![self.connector_named(name)?],
+            None => self.connectors.iter().collect(),
+        };
+        entries
+            .into_iter()
+            .find_map(|e| {
+                e.watchers
+                    .iter()
+                    .find(|w| w.name() == watcher)
+                    .map(|w| (e, w))
+            })
+            .ok_or_else(|| GatewayError(format!("Unknown watcher: '{watcher}'")))
+    }
+
+    fn find_watcher(
+        &self,
+        watcher: &str,
+        connector: Option<&str>,
+    ) -> Result<&Arc<Watcher>, GatewayError> {
+        self.find_entry_and_watcher(watcher, connector)
+            .map(|(_, w)| w)
+    }
+}
+
+/// Loads a connector's state file. A corrupt file is renamed aside (never lost, never
+/// overwritten) and the connector starts empty; an unreadable one is left alone and the book
+/// will not write over it.
+fn load_state(file: &StateFile, report: &mut StartReport) -> (Vec<WatcherRecord>, bool) {
+    match file.load() {
+        Ok(records) => (records, true),
+        Err(StateError::Corrupt { reason, .. }) => {
+            let path = file.path();
+            let aside = corrupt_aside_path(path);
+            match std::fs::rename(path, &aside) {
+                Ok(()) => {
+                    warn!(file = %path.display(), aside = %aside.display(), %reason, "corrupt state file moved aside");
+                    report.errors.push(format!(
+                        "State file {} is corrupt ({reason}); it was moved to {} and the connector \
+                         starts with empty state",
+                        path.display(),
+                        aside.display()
+                    ));
+                    (Vec::new(), true)
+                }
+                Err(e) => {
+                    report.errors.push(format!(
+                        "State file {} is corrupt ({reason}) and could not be moved aside ({e}); \
+                         it is left untouched and will not be overwritten",
+                        path.display()
+                    ));
+                    (Vec::new(), false)
+                }
+            }
+        }
+        Err(e) => {
+            report.errors.push(format!(
+                "{e}; the file is left untouched and will not be overwritten"
+            ));
+            (Vec::new(), false)
+        }
+    }
+}
+
+/// `state.<c>.json.corrupt-<unix ts>` next to the file (with `-2`, `-3`… if taken).
+fn corrupt_aside_path(path: &Path) -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = format!("{}.corrupt-{secs}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
