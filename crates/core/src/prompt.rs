@@ -155,14 +155,18 @@ pub fn host_timezone_name() -> String {
         }
     }
     if let Ok(target) = std::fs::read_link("/etc/localtime") {
-        let target = target.to_string_lossy();
-        if let Some((_, name)) = target.rsplit_once("zoneinfo/") {
-            if jiff::tz::TimeZone::get(name).is_ok() {
-                return name.to_string();
-            }
+        if let Some(name) = zone_from_localtime_link(&target.to_string_lossy()) {
+            return name.to_string();
         }
     }
     "UTC".to_string()
+}
+
+/// The zone name in an `/etc/localtime` symlink target (`…/zoneinfo/Europe/Berlin`), if it
+/// names a zone jiff knows.
+fn zone_from_localtime_link(target: &str) -> Option<&str> {
+    let (_, name) = target.rsplit_once("zoneinfo/")?;
+    jiff::tz::TimeZone::get(name).is_ok().then_some(name)
 }
 
 /// Python's `str.strip()`: trims Unicode whitespace and the ASCII separators 0x1C–0x1F.
@@ -512,6 +516,27 @@ mod tests {
         let name = host_timezone_name();
         assert!(!name.is_empty());
         assert!(jiff::tz::TimeZone::get(&name).is_ok(), "{name}");
+    }
+
+    #[test]
+    fn zone_from_symlink_target() {
+        assert_eq!(
+            zone_from_localtime_link("/usr/share/zoneinfo/Europe/Berlin"),
+            Some("Europe/Berlin")
+        );
+        assert_eq!(
+            zone_from_localtime_link("../usr/share/zoneinfo/America/Los_Angeles"),
+            Some("America/Los_Angeles")
+        );
+        assert_eq!(
+            zone_from_localtime_link("/var/db/timezone/zoneinfo/Asia/Tokyo"),
+            Some("Asia/Tokyo")
+        );
+        assert_eq!(
+            zone_from_localtime_link("/usr/share/zoneinfo/Not/AZone"),
+            None
+        );
+        assert_eq!(zone_from_localtime_link("/etc/some-file"), None);
     }
 
     // Prompts.
