@@ -15,8 +15,7 @@ use crate::dispatcher::Dispatcher;
 use crate::ports::{AgentBackend, Connector, Delivery, InboundHandler};
 use crate::state::{StateError, StateFile, WatcherRecord};
 use crate::types::{
-    ConnectionState, ConnectorError, IncomingMessage, OutgoingMessage, Role, Room, RoomKind,
-    Sender,
+    ConnectionState, ConnectorError, IncomingMessage, OutgoingMessage, Role, Room, RoomKind, Sender,
 };
 use crate::watcher::{StateBook, Watcher, WatcherDeps, WatcherInfo, WatcherSpec};
 
@@ -207,7 +206,9 @@ impl Gateway {
             match result {
                 Ok(()) => {
                     entry.online.store(true, Ordering::SeqCst);
-                    report.info.push(format!("Connector '{}' connected", entry.name));
+                    report
+                        .info
+                        .push(format!("Connector '{}' connected", entry.name));
                 }
                 Err(e) => {
                     error!(connector = %entry.name, error = %e, "connector failed to connect");
@@ -248,10 +249,9 @@ impl Gateway {
                     .push(format!("Watcher '{}' started", watcher.name())),
                 Err(e) => {
                     error!(watcher = %watcher.name(), error = %e, "watcher failed to start");
-                    report.errors.push(format!(
-                        "Watcher '{}' failed to start: {e}",
-                        watcher.name()
-                    ));
+                    report
+                        .errors
+                        .push(format!("Watcher '{}' failed to start: {e}", watcher.name()));
                 }
             }
         }

@@ -18,8 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use acg_core::ports::{Connector, Delivery, InboundHandler};
 use acg_core::types::{
-    ConnectionState, ConnectorError, IncomingMessage, OutgoingMessage, Role, Room, RoomKind,
-    Sender,
+    ConnectionState, ConnectorError, IncomingMessage, OutgoingMessage, Role, Room, RoomKind, Sender,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -311,7 +310,9 @@ fn now_ms() -> i64 {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -367,10 +368,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.receive_reply("a/b").await.text, "one");
         let second = c.try_receive_reply("a/b").unwrap();
-        assert_eq!(
-            (second.text.as_str(), second.is_error),
-            ("two", true)
-        );
+        assert_eq!((second.text.as_str(), second.is_error), ("two", true));
         assert!(c.try_receive_reply("a/b").is_none());
 
         let text = std::fs::read_to_string(dir.path().join("t/a_b.jsonl")).unwrap();
@@ -385,7 +383,14 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        for key in ["ts_ms", "room", "text", "thread_id", "is_error", "attachment"] {
+        for key in [
+            "ts_ms",
+            "room",
+            "text",
+            "thread_id",
+            "is_error",
+            "attachment",
+        ] {
             assert!(keys.contains(&key), "missing {key} in {keys:?}");
         }
         assert_eq!(lines[1]["room"], "a/b");
