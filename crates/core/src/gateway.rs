@@ -435,7 +435,7 @@ impl Gateway {
             return;
         }
         let watchers = self.connectors.iter().flat_map(|e| e.watchers.iter());
-        join_all(watchers.map(|w| w.stop())).await;
+        join_all(watchers.map(|w| w.retire())).await;
         for entry in &self.connectors {
             if let Err(e) = entry.state.save().await {
                 error!(connector = %entry.name, error = %e, "cannot save state at shutdown");

@@ -119,6 +119,9 @@ pub enum WatcherError {
     /// The watcher is paused; `resume` starts it.
     #[error("watcher '{0}' is paused")]
     Paused(String),
+    /// The gateway is shutting down; the watcher will not start again.
+    #[error("watcher '{0}' is shut down")]
+    Retired(String),
     /// Its connector did not connect.
     #[error("connector '{0}' is not connected")]
     ConnectorDown(String),
@@ -269,6 +272,7 @@ struct Inner {
     deps: WatcherDeps,
     status: Mutex<Status>,
     last_busy_notice: Arc<Mutex<Option<Instant>>>,
+    retired: AtomicBool,
 }
 
 struct Status {
@@ -322,6 +326,7 @@ impl Watcher {
                     context_state: "not_started",
                 }),
                 last_busy_notice: Arc::new(Mutex::new(None)),
+                retired: AtomicBool::new(false),
             }),
             run: tokio::sync::Mutex::new(None),
         }
@@ -401,6 +406,16 @@ impl Watcher {
         }
     }
 
+    /// Stops the watcher for good (gateway shutdown): a `resume` or `reset` racing with the
+    /// shutdown cannot start it again.
+    pub async fn retire(&self) {
+        let mut run = self.run.lock().await;
+        self.inner.retired.store(true, Ordering::SeqCst);
+        if let Some(current) = run.take() {
+            self.inner.stop(current).await;
+        }
+    }
+
     /// Pauses: the watcher stops taking messages (and stays stopped across daemon restarts);
     /// its session is kept.
     pub async fn pause(&self) {
@@ -468,6 +483,9 @@ impl Inner {
     async fn start(self: &Arc<Self>) -> Result<Run, WatcherError> {
         let spec = &self.spec;
         let deps = &self.deps;
+        if self.retired.load(Ordering::SeqCst) {
+            return Err(WatcherError::Retired(spec.name.clone()));
+        }
         if self.status().record.paused {
             return Err(WatcherError::Paused(spec.name.clone()));
         }
