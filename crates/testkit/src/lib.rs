@@ -1,1 +1,11 @@
-//! Test kit (TODO).
+//! Test kit for agent-chat-gateway: fakes that speak the real wire formats, so adapters are
+//! tested against real agent CLIs and faithful servers rather than mocks of our own traits.
+//!
+//! - [`anthropic`]: a scriptable mock of the Anthropic Messages API ([`anthropic::MockAnthropic`])
+//!   that the real Claude Code CLI talks to offline.
+//! - [`agents`]: locating the pinned agent CLIs and giving each run an isolated, offline home.
+//!
+//! The `acg-testkit` binary serves the same fakes standalone for demos and benchmarks.
+
+pub mod agents;
+pub mod anthropic;
