@@ -425,3 +425,68 @@ async fn the_dispatcher_routes_by_room_fans_out_and_has_an_interception_hook() {
         Delivery::NoWatcher
     );
 }
+
+#[tokio::test]
+async fn a_failed_delivery_is_only_logged_and_the_turn_counts_as_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new("s");
+    let connector = FakeConnector::new("fake");
+    let (gw, _) = start_one(
+        dir.path(),
+        &backend,
+        &connector,
+        vec![spec("w", "fake", "general", "a", dir.path())],
+    )
+    .await;
+    connector
+        .send_fails
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    connector.post(msg("general", "m1", "hi", 500)).await;
+    wait_until("watermark", || {
+        saved_record(dir.path(), "fake", "w")
+            .unwrap()
+            .last_processed_ts
+            == "500"
+    })
+    .await;
+    let sent = connector.sent("general");
+    assert_eq!(
+        sent.len(),
+        1,
+        "no second (error) post after a failed delivery: {sent:?}"
+    );
+    assert_eq!(sent[0].text, "echo: hi");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_moved_by_the_agent_is_followed_and_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new("s");
+    let connector = FakeConnector::new("fake");
+    let (gw, _) = start_one(
+        dir.path(),
+        &backend,
+        &connector,
+        vec![spec("w", "fake", "general", "a", dir.path())],
+    )
+    .await;
+    backend.push(Step::Moved("s-forked".into(), "ok".into()));
+    connector.post(msg("general", "m1", "one", 1)).await;
+    wait_until("first reply", || connector.texts("general").len() == 1).await;
+    connector.post(msg("general", "m2", "two", 2)).await;
+    wait_until("all answered", || {
+        saved_record(dir.path(), "fake", "w")
+            .unwrap()
+            .last_processed_ts
+            == "2"
+    })
+    .await;
+    assert_eq!(
+        saved_record(dir.path(), "fake", "w").unwrap().session_id,
+        "s-forked"
+    );
+    let turns = backend.turns();
+    assert_eq!(turns.last().unwrap().session_id, "s-forked");
+    gw.shutdown().await;
+}

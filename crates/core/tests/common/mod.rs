@@ -28,6 +28,8 @@ pub enum Step {
     Hang,
     /// Report these events, then answer.
     Events(Vec<AgentEvent>, String),
+    /// Answer, reporting that the session continues under a new id.
+    Moved(String, String),
 }
 
 /// A scriptable agent backend.
@@ -169,6 +171,10 @@ impl AgentBackend for FakeBackend {
             None => Ok(reply(&format!("echo: {}", req.prompt))),
             Some(Step::Reply(text)) | Some(Step::Events(_, text)) => Ok(reply(&text)),
             Some(Step::Fail(e)) => Err(e),
+            Some(Step::Moved(session, text)) => Ok(AgentResponse {
+                session_id: Some(session),
+                ..reply(&text)
+            }),
             Some(Step::Hang) => std::future::pending().await,
         };
         self.finished.fetch_add(1, Ordering::SeqCst);
@@ -211,6 +217,8 @@ pub struct FakeConnector {
     seen: Mutex<Vec<Seen>>,
     pub header: Option<String>,
     pub disconnected: AtomicBool,
+    /// When set, every `send` fails (after being recorded).
+    pub send_fails: AtomicBool,
 }
 
 impl FakeConnector {
@@ -236,6 +244,7 @@ impl FakeConnector {
             seen: Mutex::new(Vec::new()),
             header,
             disconnected: AtomicBool::new(false),
+            send_fails: AtomicBool::new(false),
         }
     }
 
@@ -350,6 +359,9 @@ impl Connector for FakeConnector {
             room: room.id.clone(),
             msg,
         });
+        if self.send_fails.load(Ordering::SeqCst) {
+            return Err(ConnectorError::NotConnected("server gone".into()));
+        }
         Ok(())
     }
 
