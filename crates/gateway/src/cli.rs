@@ -223,7 +223,7 @@ pub fn resolve_config_path(flag: Option<PathBuf>) -> PathBuf {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         })
-        .unwrap_or_else(crate::upstream::default_config_path);
+        .unwrap_or_else(acg_config::default_config_path);
     std::path::absolute(&path).unwrap_or(path)
 }
 
@@ -520,17 +520,13 @@ fn inject(rt: &RuntimeDir, args: InjectArgs, stdin: &mut dyn Read) -> i32 {
 fn config_validate(config: Option<PathBuf>, lint: bool) -> i32 {
     let path = resolve_config_path(config);
     let rt = RuntimeDir::default_location();
-    let report = crate::upstream::validate(&path, lint, Some(rt.root()));
-    print!("{}", report.render());
-    if report.has_errors() {
-        1
-    } else {
-        0
-    }
+    let report = acg_config::validate(&path, lint, Some(rt.root()));
+    println!("{}", report.render());
+    report.exit_code()
 }
 
 fn config_schema() -> i32 {
-    let schema = crate::upstream::json_schema();
+    let schema = acg_config::json_schema();
     match serde_json::to_string_pretty(&schema) {
         Ok(text) => {
             println!("{text}");

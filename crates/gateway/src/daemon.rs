@@ -12,6 +12,7 @@
 use std::io::BufReader;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -212,7 +213,7 @@ fn run_daemon(rt: &RuntimeDir, args: StartArgs) -> i32 {
         }
     }
 
-    let _lock = match InstanceLock::acquire(rt, Duration::from_secs(2)) {
+    let lock = match InstanceLock::acquire(rt, Duration::from_secs(2)) {
         Ok(lock) => lock,
         Err(err) => {
             tracing::error!("{err}");
@@ -222,43 +223,18 @@ fn run_daemon(rt: &RuntimeDir, args: StartArgs) -> i32 {
     let pid = std::process::id();
     // Under the lock any pid file is a leftover of a dead daemon.
     if let Some(stale) = runtime::read_pid(&rt.pid_file()).filter(|p| *p != pid) {
-        tracing::warn!(stale_pid = stale, "removing stale PID file");
+        tracing::warn!(stale_pid = stale, "replacing stale PID file");
     }
     if let Err(err) = runtime::write_pid_file(&rt.pid_file(), pid) {
         tracing::error!(error = %err, "cannot write PID file");
         return fail(&mut reporter, &format!("cannot write PID file: {err}"));
     }
-    let _pid_guard = PidFileGuard {
+    let pid_guard = PidFileGuard {
         path: rt.pid_file(),
         pid,
     };
     let started = SystemTime::now();
     tracing::info!(pid, version = env!("CARGO_PKG_VERSION"), "gateway starting");
-
-    let config_path = resolve_config_path(args.config.clone());
-    if config_path.exists() {
-        if let Err(err) = crate::upstream::restrict_permissions(&config_path) {
-            tracing::warn!(config = %config_path.display(), error = %err,
-                "could not restrict config file permissions to 0600");
-        }
-    }
-    let config = match crate::upstream::load(&config_path) {
-        Ok(config) => config,
-        Err(errors) => {
-            tracing::error!(config = %config_path.display(), "config has errors:\n{errors}");
-            for issue in &errors.errors {
-                let line = issue.render();
-                reporter.error(&line);
-                if interactive {
-                    eprintln!("Error: {line}");
-                }
-            }
-            return 1;
-        }
-    };
-    tracing::info!(config = %config_path.display(),
-        connectors = config.connectors.len(), agents = config.agents.len(),
-        watchers = config.watchers.len(), "config loaded");
 
     let workers = std::thread::available_parallelism()
         .map(|n| n.get().clamp(1, 4))
@@ -277,11 +253,72 @@ fn run_daemon(rt: &RuntimeDir, args: StartArgs) -> i32 {
             )
         }
     };
-    let code = runtime.block_on(serve(rt, config, reporter, started, interactive));
+    let config_path = resolve_config_path(args.config.clone());
+    let mut startup = Startup {
+        rt,
+        config_path: &config_path,
+        reporter,
+        started,
+        interactive,
+    };
+    let code = runtime.block_on(serve(&mut startup));
     // Agent processes are killed by the gateway's shutdown; don't wait on stray blocking work.
     runtime.shutdown_timeout(Duration::from_secs(2));
-    tracing::info!("gateway stopped");
+    tracing::info!(exit_code = code, "daemon exits");
+    // Clean up before the report pipe closes: `start` reads its end of file as "done", and a
+    // failed start must not leave a pid file or lock behind for the next command to trip on.
+    drop(pid_guard);
+    drop(lock);
+    drop(startup);
     code
+}
+
+/// What the async part of the daemon starts from.
+struct Startup<'a> {
+    rt: &'a RuntimeDir,
+    config_path: &'a Path,
+    reporter: StartupReporter,
+    started: SystemTime,
+    interactive: bool,
+}
+
+impl Startup<'_> {
+    /// Reports a problem to `start` (and the terminal of an interactive run).
+    fn error(&mut self, msg: &str) {
+        self.reporter.error(msg);
+        if self.interactive {
+            eprintln!("Error: {msg}");
+        }
+    }
+
+    /// chmod 0600 (warn on failure), then load: every config error becomes one `error:` line.
+    fn load_config(&mut self) -> Option<acg_config::Config> {
+        let path = self.config_path;
+        if path.exists() {
+            if let Err(err) = acg_config::restrict_permissions(path) {
+                tracing::warn!(config = %path.display(), error = %err,
+                    "could not restrict config file permissions to 0600");
+            }
+        }
+        match acg_config::load_with_warnings(path) {
+            Ok(acg_config::Loaded { config, warnings }) => {
+                for warning in &warnings {
+                    tracing::warn!("config: {warning}");
+                }
+                tracing::info!(config = %path.display(),
+                    connectors = config.connectors.len(), agents = config.agents.len(),
+                    watchers = config.watchers.len(), "config loaded");
+                Some(config)
+            }
+            Err(errors) => {
+                tracing::error!(config = %path.display(), "config has errors:\n{errors}");
+                for issue in &errors.errors {
+                    self.error(&issue.render());
+                }
+                None
+            }
+        }
+    }
 }
 
 /// Removes the pid file on exit, if it still names this process.
@@ -296,53 +333,55 @@ impl Drop for PidFileGuard {
     }
 }
 
-/// The async part of the daemon: start everything, serve until a signal, shut down.
-async fn serve(
-    rt: &RuntimeDir,
-    config: acg_config::Config,
-    mut reporter: StartupReporter,
-    started: SystemTime,
-    interactive: bool,
-) -> i32 {
+/// The async part of the daemon: load the config, start everything, serve until a signal,
+/// shut down.
+async fn serve(startup: &mut Startup<'_>) -> i32 {
     // Signals first: a SIGTERM during start-up must lead to a clean shutdown, not a dead
     // process with a pid file left behind.
     let shutdown = CancellationToken::new();
     if let Err(err) = watch_signals(shutdown.clone()) {
-        reporter.error(&format!("cannot install signal handlers: {err}"));
+        startup.error(&format!("cannot install signal handlers: {err}"));
         return 1;
     }
-
+    let Some(config) = startup.load_config() else {
+        return 1;
+    };
+    let rt = startup.rt;
     let wired = wiring::wire(&config, rt);
     for line in &wired.errors {
         tracing::error!("{line}");
-        reporter.error(line);
+        startup.reporter.error(line);
     }
     let options = GatewayOptions {
         runtime_dir: rt.root().to_path_buf(),
         drain_timeout: config.gateway.drain_timeout,
     };
-    let (gateway, report) = Gateway::start(options, wired.agents, wired.connectors).await;
+    let (gateway, report) = tokio::select! {
+        started = Gateway::start(options, wired.agents, wired.connectors) => started,
+        // Dropping the half-done start kills the agent processes it launched.
+        _ = shutdown.cancelled() => {
+            startup.error("start interrupted by a signal");
+            return 1;
+        }
+    };
     for line in &report.info {
         tracing::info!("{line}");
-        reporter.info(line);
+        startup.reporter.info(line);
     }
     for line in &report.errors {
         tracing::error!("{line}");
-        reporter.error(line);
+        startup.reporter.error(line);
     }
 
     let facts = DaemonFacts {
         pid: std::process::id(),
-        started,
+        started: startup.started,
     };
     let server = match ControlServer::bind(&rt.socket(), gateway.clone(), facts).await {
         Ok(server) => server,
         Err(err) => {
             tracing::error!("{err}");
-            reporter.error(&err.to_string());
-            if interactive {
-                eprintln!("Error: {err}");
-            }
+            startup.error(&err.to_string());
             gateway.shutdown().await;
             return 1;
         }
@@ -353,8 +392,8 @@ async fn serve(
         degraded,
         "gateway started"
     );
-    reporter.ok();
-    if interactive {
+    startup.reporter.ok();
+    if startup.interactive {
         eprintln!(
             "{}",
             if degraded {

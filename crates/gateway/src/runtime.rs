@@ -30,7 +30,7 @@ impl RuntimeDir {
 
     /// `$HOME/.agent-chat-gateway`, as the config crate defines it.
     pub fn default_location() -> Self {
-        RuntimeDir::new(crate::upstream::default_runtime_dir())
+        RuntimeDir::new(acg_config::default_runtime_dir())
     }
 
     /// The directory itself.
