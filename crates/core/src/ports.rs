@@ -72,8 +72,11 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Starts delivering messages of `room`, first replaying everything posted after
     /// `replay_after_ms` (the watermark of the last answered message), when given.
-    async fn subscribe(&self, room: &Room, replay_after_ms: Option<i64>)
-        -> Result<(), ConnectorError>;
+    async fn subscribe(
+        &self,
+        room: &Room,
+        replay_after_ms: Option<i64>,
+    ) -> Result<(), ConnectorError>;
 
     /// Stops delivering messages of `room`.
     async fn unsubscribe(&self, room: &Room);
@@ -136,8 +139,11 @@ pub trait AgentBackend: Send + Sync + 'static {
 
     /// Runs one turn, reporting progress to `events`, and returns the final response.
     /// Must enforce `req.timeout` itself and leave no process behind when it fails.
-    async fn turn(&self, req: &TurnRequest, events: &EventSink)
-        -> Result<AgentResponse, AgentError>;
+    async fn turn(
+        &self,
+        req: &TurnRequest,
+        events: &EventSink,
+    ) -> Result<AgentResponse, AgentError>;
 
     /// Best-effort removal of a session the gateway no longer needs.
     async fn delete_session(&self, _session_id: &str, _working_directory: &Path) {}
