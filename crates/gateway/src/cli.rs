@@ -29,6 +29,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// True for `start --foreground`: this process becomes the daemon.
+    pub fn runs_daemon(&self) -> bool {
+        matches!(&self.command, Command::Start(args) if args.foreground)
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -130,7 +137,7 @@ pub struct WatcherArgs {
 pub struct SendArgs {
     /// The room (as in the config: `general`, `@alice`, …).
     pub room: String,
-    /// The message; words are joined with spaces. `-` reads it from stdin.
+    /// The message; words are joined with spaces (put `--` before words starting with `-`). `-` alone reads it from stdin.
     #[arg(value_name = "MESSAGE")]
     pub message: Vec<String>,
     /// Read the message from this file.
@@ -149,7 +156,7 @@ pub struct SendArgs {
 pub struct InjectArgs {
     /// The watcher that receives the message.
     pub watcher: String,
-    /// The message; words are joined with spaces. `-` reads it from stdin.
+    /// The message; words are joined with spaces (put `--` before words starting with `-`). `-` alone reads it from stdin.
     #[arg(value_name = "MESSAGE", required = true)]
     pub message: Vec<String>,
     /// The sender's username.

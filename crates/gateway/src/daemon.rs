@@ -50,6 +50,8 @@ fn start_detached(rt: &RuntimeDir, args: &StartArgs) -> i32 {
     }
     match runtime::probe(rt) {
         DaemonState::Running { pid } => {
+            // A daemon that is just starting holds the lock a moment before its pid file exists.
+            let pid = pid.or_else(|| runtime::wait_for_pid_file(rt, Duration::from_secs(2)));
             println!(
                 "Gateway already running (pid={})",
                 pid.map_or_else(|| "?".to_string(), |p| p.to_string())
@@ -441,11 +443,15 @@ pub fn stop(rt: &RuntimeDir, timeout_secs: u64) -> i32 {
             println!("Gateway is not running");
             return 0;
         }
-        DaemonState::Running { pid: None } => {
-            eprintln!("Error: the gateway is still starting (no PID file yet); try again");
-            return 1;
+        DaemonState::Running { pid } => {
+            match pid.or_else(|| runtime::wait_for_pid_file(rt, Duration::from_secs(2))) {
+                Some(pid) => pid,
+                None => {
+                    eprintln!("Error: the gateway is still starting (no PID file yet); try again");
+                    return 1;
+                }
+            }
         }
-        DaemonState::Running { pid: Some(pid) } => pid,
     };
     println!("Stopping gateway (pid={pid})...");
     let Ok(raw) = i32::try_from(pid) else {

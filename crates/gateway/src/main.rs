@@ -19,5 +19,13 @@ mod wiring;
 
 fn main() {
     let command = cli::parse();
+    if !command.runs_daemon() {
+        // A CLI piped into `head` should end quietly, like other Unix tools, instead of
+        // panicking on a closed stdout. The daemon keeps Rust's default (SIGPIPE ignored).
+        // SAFETY: no other thread exists yet; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     std::process::exit(cli::run(command));
 }

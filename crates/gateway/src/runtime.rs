@@ -120,6 +120,21 @@ pub fn read_pid(path: &Path) -> Option<u32> {
     text.trim().parse::<u32>().ok().filter(|pid| *pid > 0)
 }
 
+/// Waits up to `patience` for the pid file to name a pid (a daemon that holds the lock
+/// writes it right away).
+pub fn wait_for_pid_file(rt: &RuntimeDir, patience: Duration) -> Option<u32> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(pid) = read_pid(&rt.pid_file()) {
+            return Some(pid);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The pid file's modification time: the daemon's start time (the reference's `status` reads it).
 pub fn pid_file_mtime(path: &Path) -> Option<SystemTime> {
     fs::metadata(path).and_then(|m| m.modified()).ok()

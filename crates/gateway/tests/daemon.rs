@@ -276,5 +276,101 @@ fn degraded_start_for_adapters_not_in_this_build() {
     );
     world.stop();
     assert_eq!(std::fs::read_to_string(&rc_state).unwrap(), saved);
-    let _ = Duration::ZERO;
+}
+
+/// Not a test on its own: when `ACG_STANDIN_RUNTIME` is set, this test process plays a daemon
+/// that ignores SIGTERM (it takes the instance lock and writes the pid file, like ours).
+#[test]
+fn stubborn_daemon_standin() {
+    let Some(runtime) = std::env::var_os("ACG_STANDIN_RUNTIME") else {
+        return;
+    };
+    let runtime = std::path::PathBuf::from(runtime);
+    // SAFETY: setting a signal disposition to "ignore" has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(runtime.join("gateway.lock"))
+        .unwrap();
+    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    std::fs::write(runtime.join("gateway.pid"), std::process::id().to_string()).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn stop_force_kills_a_daemon_that_ignores_sigterm() {
+    let world = World::new();
+    std::fs::create_dir_all(world.runtime_dir()).unwrap();
+    let mut standin = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "stubborn_daemon_standin",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ACG_STANDIN_RUNTIME", world.runtime_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = standin.id();
+    assert!(wait_for(SLOW, || world.pid() == Some(pid)));
+    let run = world.run(&["status"]);
+    assert!(
+        run.stdout().contains(&format!("running (pid={pid})")),
+        "{run:?}"
+    );
+
+    let run = Run(world
+        .cmd(&["stop"])
+        .env("ACG_STOP_TIMEOUT", "1")
+        .output()
+        .unwrap());
+    assert_eq!(run.code(), 0, "{run:?}");
+    let out = run.stdout();
+    assert!(
+        out.contains(&format!("Stopping gateway (pid={pid})...")),
+        "{out}"
+    );
+    assert!(out.contains("Force killing..."), "{out}");
+    assert!(out.contains("Gateway stopped"), "{out}");
+    let status = standin.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(!world.pid_file().exists());
+}
+
+#[test]
+fn racing_starts_leave_exactly_one_daemon() {
+    let world = World::new();
+    world.write_config(&world.standard_config());
+    let spawn = || {
+        world
+            .cmd(&["start"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let runs = [
+        Run(a.wait_with_output().unwrap()),
+        Run(b.wait_with_output().unwrap()),
+    ];
+    let winners: Vec<&Run> = runs.iter().filter(|r| r.code() == 0).collect();
+    assert_eq!(winners.len(), 1, "{runs:?}");
+    let pid = world.pid().unwrap();
+    let loser = runs.iter().find(|r| r.code() != 0).unwrap();
+    assert!(
+        loser
+            .stdout()
+            .contains(&format!("Gateway already running (pid={pid})")),
+        "{loser:?}"
+    );
+    assert_eq!(world.list().len(), 2);
+    world.stop();
 }
