@@ -928,21 +928,21 @@ fn allowed_tools(
 fn connectors(ctx: &mut Ctx, root: &Node, templates: &Templates, out: &mut Outcome) -> Vec<String> {
     let mut declared = Vec::new();
     let top = Site::top();
-    let node = present(root, "connectors");
-    let items = match node.map(|n| &n.value) {
+    let items = match present(root, "connectors") {
         None => None,
-        Some(Value::Seq(items)) if items.is_empty() => None,
-        Some(Value::Map(entries)) if entries.is_empty() => None,
-        Some(Value::Seq(items)) => Some(items),
-        Some(_) => {
-            let node = node.unwrap_or(root);
-            let message = format!(
-                "config.yaml 'connectors:' must be a list (got {}).",
-                node.type_name()
-            );
-            ctx.error(&top, Some("connectors"), Some(node.at), message);
-            return declared;
-        }
+        Some(node) => match &node.value {
+            Value::Seq(items) if !items.is_empty() => Some(items),
+            Value::Seq(_) => None,
+            Value::Map(entries) if entries.is_empty() => None,
+            _ => {
+                let message = format!(
+                    "config.yaml 'connectors:' must be a list (got {}).",
+                    node.type_name()
+                );
+                ctx.error(&top, Some("connectors"), Some(node.at), message);
+                return declared;
+            }
+        },
     };
     let Some(items) = items else {
         let at = root.entry("connectors").map(|e| e.key_at);
@@ -1334,36 +1334,7 @@ fn agent(
     ctx.check_keys(&site, &entry, keys::AGENT, "", None);
     ctx.read_text(&site, &entry, "", "description");
 
-    let kind = match present(&entry, "type") {
-        None => None,
-        Some(t) => match t.as_str() {
-            Some("") => None,
-            Some("claude") => Some(AgentKind::Claude),
-            Some("opencode") => Some(AgentKind::Opencode),
-            Some(other) => {
-                let message = format!(
-                    "Agent '{name}': unknown type '{other}'. Set it to 'claude' or 'opencode'."
-                );
-                ctx.error(&site, Some("type"), Some(t.at), message);
-                None
-            }
-            None => {
-                let message = format!(
-                    "Agent '{name}': type must be a string (got {}).",
-                    t.type_name()
-                );
-                ctx.error(&site, Some("type"), Some(t.at), message);
-                None
-            }
-        },
-    };
-    if kind.is_none() && ctx.errors.len() == errors_before {
-        let message = format!(
-            "Agent '{name}': type is required (directly or via an inherits: agent_templates entry). Set it to 'claude' or 'opencode'."
-        );
-        ctx.error(&site, Some("type"), Some(entry.at), message);
-    }
-
+    let kind = agent_kind(ctx, &site, name, &entry);
     let working_directory = agent_working_directory(ctx, &site, name, &entry);
     let command = ctx
         .read_text(&site, &entry, "", "command")
@@ -1409,6 +1380,28 @@ fn agent(
         timeout: secs(timeout),
         permissions,
     })
+}
+
+/// The agent's `type` (None when missing or unusable; reported).
+fn agent_kind(ctx: &mut Ctx, site: &Site, name: &str, entry: &Node) -> Option<AgentKind> {
+    let node = present(entry, "type");
+    let message = match node.map(|t| (t, t.as_str())) {
+        Some((_, Some("claude"))) => return Some(AgentKind::Claude),
+        Some((_, Some("opencode"))) => return Some(AgentKind::Opencode),
+        None | Some((_, Some(""))) => format!(
+            "Agent '{name}': type is required (directly or via an inherits: agent_templates entry). Set it to 'claude' or 'opencode'."
+        ),
+        Some((_, Some(other))) => {
+            format!("Agent '{name}': unknown type '{other}'. Set it to 'claude' or 'opencode'.")
+        }
+        Some((t, None)) => format!(
+            "Agent '{name}': type must be a string (got {}).",
+            t.type_name()
+        ),
+    };
+    let at = node.map_or(entry.at, |t| t.at);
+    ctx.error(site, Some("type"), Some(at), message);
+    None
 }
 
 fn agent_working_directory(
@@ -1538,7 +1531,12 @@ fn watchers(
         let Some(expanded) = watcher_entry(ctx, i, item, templates, &refs, &mut taken) else {
             continue;
         };
-        for (w, session_at, site) in expanded {
+        for Expanded {
+            watcher: w,
+            session_at,
+            site,
+        } in expanded
+        {
             if let Some(sid) = &w.session_id {
                 if let Some(other) = pinned.get(sid) {
                     let message = format!(
@@ -1562,9 +1560,16 @@ struct WatcherRefs<'a> {
     default_agent: String,
 }
 
-/// One `watchers:` entry → its expanded watchers (with where their `session_id` is, for the
-/// cross-watcher check), or None when the entry is broken.
-#[allow(clippy::type_complexity)]
+/// One watcher of an expanded entry, with what the cross-watcher checks need.
+struct Expanded {
+    watcher: WatcherConfig,
+    /// Where its `session_id` is written.
+    session_at: Option<Location>,
+    /// The entry it came from.
+    site: Site,
+}
+
+/// One `watchers:` entry → its expanded watchers, or None when the entry is broken.
 fn watcher_entry(
     ctx: &mut Ctx,
     i: usize,
@@ -1572,7 +1577,7 @@ fn watcher_entry(
     templates: &Templates,
     refs: &WatcherRefs,
     taken: &mut HashSet<String>,
-) -> Option<Vec<(WatcherConfig, Option<Location>, Site)>> {
+) -> Option<Vec<Expanded>> {
     let label = match item.get("name").and_then(Node::as_str) {
         Some(n) if !n.is_empty() => format!("watchers[{i}] ({n})"),
         _ => format!("watchers[{i}]"),
@@ -1698,7 +1703,7 @@ fn watcher_entry(
 
     // Names are claimed only when the whole entry is good, so a broken entry cannot make a
     // later, valid one look like a duplicate.
-    let mut staged: Vec<(WatcherConfig, Option<Location>, Site)> = Vec::new();
+    let mut staged: Vec<Expanded> = Vec::new();
     for (room, room_at) in &rooms {
         let name = match &explicit_name {
             Some((n, _)) => n.clone(),
@@ -1722,7 +1727,7 @@ fn watcher_entry(
             ctx.error(&site, Some("name"), Some(name_at), message);
             continue;
         }
-        let duplicate = taken.contains(&name) || staged.iter().any(|(w, _, _)| w.name == name);
+        let duplicate = taken.contains(&name) || staged.iter().any(|x| x.watcher.name == name);
         if duplicate {
             let origin = if explicit_name.is_some() {
                 "set by 'name:'".to_string()
@@ -1735,8 +1740,8 @@ fn watcher_entry(
             ctx.error(&site, Some("name"), Some(name_at), message);
             continue;
         }
-        staged.push((
-            WatcherConfig {
+        staged.push(Expanded {
+            watcher: WatcherConfig {
                 name,
                 connector: connector.clone(),
                 agent: agent.clone(),
@@ -1747,15 +1752,15 @@ fn watcher_entry(
                 offline_notification: offline_notification.clone(),
                 history_handoff: history_handoff.clone(),
             },
-            session_id.as_ref().map(|(_, at)| *at),
-            site.clone(),
-        ));
+            session_at: session_id.as_ref().map(|(_, at)| *at),
+            site: site.clone(),
+        });
     }
     if ctx.errors.len() > errors_before {
         return None;
     }
-    for (w, _, _) in &staged {
-        taken.insert(w.name.clone());
+    for x in &staged {
+        taken.insert(x.watcher.name.clone());
     }
     Some(staged)
 }

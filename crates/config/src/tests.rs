@@ -297,15 +297,14 @@ fn free_text_fields_keep_numbers_as_written() {
 #[test]
 fn no_env_var_expansion() {
     let fx = Fixture::new();
-    std::env::set_var("ACG_TEST_SHOULD_NOT_EXPAND", "expanded");
     let c = fx.ok(&format!(
-        "connectors:\n  - name: rc\n    type: rocketchat\n    server: {{url: 'https://c', username: '$ACG_TEST_SHOULD_NOT_EXPAND', password: '${{ACG_TEST_SHOULD_NOT_EXPAND}}'}}\n{AGENT}"
+        "connectors:\n  - name: rc\n    type: rocketchat\n    server: {{url: 'https://c', username: '$HOME', password: '${{HOME}}'}}\n{AGENT}"
     ));
     let ConnectorKind::RocketChat(rc) = &c.connectors[0].kind else {
         panic!()
     };
-    assert_eq!(rc.username, "$ACG_TEST_SHOULD_NOT_EXPAND");
-    assert_eq!(rc.password, "${ACG_TEST_SHOULD_NOT_EXPAND}");
+    assert_eq!(rc.username, "$HOME");
+    assert_eq!(rc.password, "${HOME}");
     let msg = fx.message(&format!(
         "{CONNECTOR}agents:\n  a:\n    type: claude\n    working_directory: $HOME\n"
     ));
@@ -623,6 +622,20 @@ fn agent_type_rules() {
         fx.message(&agent("    type: [claude]\n")),
         "Agent 'a': type must be a string (got list)."
     );
+}
+
+#[test]
+fn missing_type_is_reported_next_to_other_agent_errors() {
+    let fx = Fixture::new();
+    let msgs = fx.messages(&format!(
+        "{CONNECTOR}agents:\n  a:\n    working_directory: work\n    typo: 1\n"
+    ));
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[0].starts_with("Agent 'a': type is required"),
+        "{msgs:?}"
+    );
+    assert_eq!(msgs[1], "unknown key 'typo' (did you mean 'type'?)");
 }
 
 #[test]
