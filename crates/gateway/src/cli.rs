@@ -528,7 +528,16 @@ fn config_validate(config: Option<PathBuf>, lint: bool) -> i32 {
     let path = resolve_config_path(config);
     let rt = RuntimeDir::default_location();
     let report = acg_config::validate(&path, lint, Some(rt.root()));
-    println!("{}", report.render());
+    // Like 0.5.x: a failed validation's summary and errors go to stderr.
+    if report.is_valid() {
+        println!("{}", report.render_summary());
+    } else {
+        eprintln!("{}", report.render_summary());
+    }
+    let details = report.render_details();
+    if !details.is_empty() {
+        println!("{details}");
+    }
     report.exit_code()
 }
 

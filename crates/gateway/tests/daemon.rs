@@ -93,7 +93,8 @@ fn broken_config_fails_the_start_naming_file_entry_and_field() {
     // The same problem through `config validate`.
     let run = world.run(&["config", "validate"]);
     assert_eq!(run.code(), 1, "{run:?}");
-    assert!(run.stdout().contains("working_directory"), "{run:?}");
+    assert!(run.stderr().starts_with("✗ "), "{run:?}");
+    assert!(run.stderr().contains("working_directory"), "{run:?}");
 }
 
 #[test]
@@ -113,14 +114,14 @@ fn config_validate_and_schema() {
     std::fs::write(&other, "connectors: []\n").unwrap();
     let run = world.run(&["config", "validate", "--config", other.to_str().unwrap()]);
     assert_eq!(run.code(), 1, "{run:?}");
-    assert!(run.stdout().contains("other.yaml"), "{run:?}");
+    assert!(run.stderr().contains("other.yaml"), "{run:?}");
     let run = Run(world
         .cmd(&["config", "validate"])
         .env("ACG_CONFIG", &other)
         .output()
         .unwrap());
     assert_eq!(run.code(), 1, "{run:?}");
-    assert!(run.stdout().contains("other.yaml"), "{run:?}");
+    assert!(run.stderr().contains("other.yaml"), "{run:?}");
 
     let run = world.run(&["config", "schema"]);
     assert_eq!(run.code(), 0, "{run:?}");
@@ -197,8 +198,13 @@ fn send_checks_its_arguments_and_posts_through_the_daemon() {
 fn json_log_format_writes_json_lines() {
     let world = World::new();
     world.write_config(&world.standard_config());
-    let run = world.run(&["start", "--log-format", "json"]);
+    let run = Run(world
+        .cmd(&["start", "--log-format", "json"])
+        .env("ACG_LOG", "debug")
+        .output()
+        .unwrap());
     assert_eq!(run.code(), 0, "{run:?}");
+    world.list();
     world.stop();
     let log = world.log();
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -209,6 +215,12 @@ fn json_log_format_writes_json_lines() {
         assert!(value.get("level").is_some(), "{line}");
     }
     assert!(log.contains("gateway started"), "{log}");
+    // ACG_LOG=debug lets debug events through (the default filter is info).
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"DEBUG\"") && l.contains("control request")),
+        "{log}"
+    );
 }
 
 #[test]
