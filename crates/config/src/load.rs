@@ -491,6 +491,16 @@ fn fmt_secs(value: f64) -> String {
     }
 }
 
+/// Names offered in "unknown …" messages: `a, b`, or `(none defined)`.
+pub(crate) fn available<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.into_iter().map(String::as_str).collect();
+    if names.is_empty() {
+        "(none defined)".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// Python's `repr()` of a list of names: `['a', 'b']`.
 fn py_list(names: &[String]) -> String {
     let inner: Vec<String> = names.iter().map(|n| yaml::py_str_repr(n)).collect();
@@ -890,11 +900,7 @@ fn allowed_tools(
             match presets.get(preset) {
                 Some(expanded) => rules.extend(expanded.iter().cloned()),
                 None => {
-                    let available = if presets.is_empty() {
-                        "(none defined)".to_string()
-                    } else {
-                        presets.keys().cloned().collect::<Vec<_>>().join(", ")
-                    };
+                    let available = available(presets.keys());
                     let message = format!(
                         "Agent '{agent}': unknown tool preset '{preset}' in {key}[{i}]. Available presets: {available}"
                     );

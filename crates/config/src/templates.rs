@@ -65,16 +65,6 @@ impl Templates {
         }
         templates
     }
-
-    /// Available template names for the "unknown template" message.
-    fn available(&self) -> String {
-        if self.items.is_empty() {
-            "(none defined)".to_string()
-        } else {
-            let names: Vec<&str> = self.items.keys().map(String::as_str).collect();
-            names.join(", ")
-        }
-    }
 }
 
 /// Checks one named template; returns its usable mapping (None when it cannot be used).
@@ -195,7 +185,7 @@ pub(crate) fn resolve_inherits(
                 who.kind,
                 who.label,
                 templates.key,
-                templates.available()
+                crate::load::available(templates.items.keys())
             ),
         );
         return None;

@@ -366,18 +366,22 @@ impl Linter<'_> {
             };
             let inherited = template.is_some_and(|(_, t)| at_path(t, path).is_some());
             if !inherited && default.matches(value) {
-                let message = format!(
-                    "restates the built-in default ({}) — can be omitted.",
-                    value.py_repr()
-                );
-                self.finding(Some(label), path, at, message);
+                self.finding(Some(label), path, at, restates_default(value));
             }
         }
     }
 }
 
-/// The effective connector `type` of a raw entry (its own, or its template's).
-fn connector_type<'n>(entry: &'n Node, templates: &'n Templates) -> Option<&'n str> {
+/// The message for a value equal to its built-in default.
+fn restates_default(value: &Node) -> String {
+    format!(
+        "restates the built-in default ({}) — can be omitted.",
+        value.py_repr()
+    )
+}
+
+/// The effective `type` of a raw entry (its own, or its template's).
+fn effective_type<'n>(entry: &'n Node, templates: &'n Templates) -> Option<&'n str> {
     entry.get("type").and_then(Node::as_str).or_else(|| {
         let t = entry.get("inherits").and_then(Node::as_str)?;
         templates.items.get(t)?.get("type").and_then(Node::as_str)
@@ -406,11 +410,7 @@ fn lint_findings(path: &Path, outcome: &Outcome) -> Vec<ConfigIssue> {
     for (path, default) in TOP_DEFAULTS {
         if let Some((value, at)) = at_path(root, path) {
             if default.matches(value) {
-                let message = format!(
-                    "restates the built-in default ({}) — can be omitted.",
-                    value.py_repr()
-                );
-                linter.finding(None, path, at, message);
+                linter.finding(None, path, at, restates_default(value));
             }
         }
     }
@@ -435,7 +435,7 @@ fn lint_findings(path: &Path, outcome: &Outcome) -> Vec<ConfigIssue> {
                 Some(n) => format!("connectors[{i}] ({n})"),
                 None => format!("connectors[{i}]"),
             };
-            let defaults = connector_defaults(connector_type(entry, connector_templates));
+            let defaults = connector_defaults(effective_type(entry, connector_templates));
             linter.entry(&label, entry, connector_templates, defaults);
         }
     }
