@@ -361,11 +361,11 @@ async fn talk(
             }
         }
     };
-    let pipes = async {
+    // Boxed so it can be dropped (closing our pipe ends) before waiting for the exit.
+    let mut pipes = Box::pin(async {
         let ((), (), out) = tokio::join!(write, read_err, read_out);
         out
-    };
-    tokio::pin!(pipes);
+    });
     tokio::select! {
         out = &mut pipes => out?,
         () = watch.exited() => {

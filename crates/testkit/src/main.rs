@@ -105,7 +105,10 @@ fn append_record(path: &std::path::Path, r: &RecordedRequest) -> anyhow::Result<
         "headers": r.headers,
         "body": r.body,
     });
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     writeln!(file, "{line}")?;
     Ok(())
 }
