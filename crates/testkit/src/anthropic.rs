@@ -19,6 +19,14 @@
 //! makes on its own (titles, summaries: no `tools`) never consume the FIFO; they get the
 //! auxiliary reply. A responder closure set with [`MockAnthropic::respond_with`] sees every
 //! messages request first and may answer it instead.
+//!
+//! What Claude Code 2.1.330 sends, run with [`crate::agents::claude_offline_env`] (logged with
+//! `acg-testkit mock-anthropic --record`): one `POST /v1/messages?beta=true` per model round
+//! trip, always streaming and always with `tools` — no warm-up, title, summary or token-count
+//! requests — so with that CLI every request is a turn request. A session resumed with
+//! `--resume` re-sends its whole history; after a tool call the next request carries the
+//! `tool_result`; after a reply with no visible text the CLI asks once more with a
+//! "[Your previous response had no visible output. …]" user message.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
