@@ -470,7 +470,7 @@ pub fn stop(rt: &RuntimeDir, timeout_secs: u64) -> i32 {
     };
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     while !gone(rt) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(25));
     }
     if !gone(rt) {
         println!("Force killing...");
