@@ -502,22 +502,28 @@ fn send(rt: &RuntimeDir, args: SendArgs, stdin: &mut dyn Read) -> i32 {
     })())
 }
 
+/// Builds `inject`'s request (no daemon needed).
+fn inject_request(args: &InjectArgs, stdin: &mut dyn Read) -> Result<Value, Failure> {
+    let text = message_text(&args.message, stdin)?.unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(Failure("The message is empty.".into()));
+    }
+    let mut request = json!({
+        "cmd": "inject",
+        "watcher_name": args.watcher,
+        "text": text.trim_end_matches('\n'),
+        "sender": args.from,
+        "role": if args.guest { "guest" } else { "owner" },
+    });
+    if let Some(c) = &args.connector {
+        request["connector"] = json!(c);
+    }
+    Ok(request)
+}
+
 fn inject(rt: &RuntimeDir, args: InjectArgs, stdin: &mut dyn Read) -> i32 {
     report((|| {
-        let text = message_text(&args.message, stdin)?.unwrap_or_default();
-        if text.trim().is_empty() {
-            return Err(Failure("The message is empty.".into()));
-        }
-        let mut request = json!({
-            "cmd": "inject",
-            "watcher_name": args.watcher,
-            "text": text.trim_end_matches('\n'),
-            "sender": args.from,
-            "role": if args.guest { "guest" } else { "owner" },
-        });
-        if let Some(c) = &args.connector {
-            request["connector"] = json!(c);
-        }
+        let request = inject_request(&args, stdin)?;
         ask_daemon(rt, request, CLIENT_TIMEOUT)?;
         println!("Injected.");
         Ok(())
@@ -668,6 +674,36 @@ mod tests {
         )
         .unwrap();
         assert!(request.get("text").is_none());
+    }
+
+    #[test]
+    fn inject_requests() {
+        let args = |a: &[&str]| match parse_args(&[&["inject"], a].concat()).unwrap().command {
+            Command::Inject(args) => args,
+            other => panic!("{other:?}"),
+        };
+        let request = inject_request(&args(&["w", "hello", "there"]), &mut &b""[..]).unwrap();
+        assert_eq!(
+            request,
+            json!({"cmd": "inject", "watcher_name": "w", "text": "hello there",
+                "sender": "script", "role": "owner"})
+        );
+        let request = inject_request(
+            &args(&["w", "-", "--from", "bob", "--guest", "--connector", "c"]),
+            &mut &b"piped\n"[..],
+        )
+        .unwrap();
+        assert_eq!(
+            request,
+            json!({"cmd": "inject", "watcher_name": "w", "text": "piped",
+                "sender": "bob", "role": "guest", "connector": "c"})
+        );
+        assert_eq!(
+            inject_request(&args(&["w", "-"]), &mut &b" \n"[..])
+                .unwrap_err()
+                .0,
+            "The message is empty."
+        );
     }
 
     #[test]

@@ -234,8 +234,11 @@ async fn serve_connection(
     };
     let mut bytes = response.to_string().into_bytes();
     bytes.push(b'\n');
-    if let Err(err) = write.write_all(&bytes).await {
-        tracing::debug!(error = %err, "control client went away before the answer");
+    // A client that stops reading must not pin this task forever.
+    match tokio::time::timeout(READ_TIMEOUT, write.write_all(&bytes)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!(error = %err, "control client went away before the answer"),
+        Err(_) => tracing::debug!("control client did not read its answer in time"),
     }
     let _ = write.shutdown().await;
 }
@@ -251,7 +254,7 @@ fn done(result: Result<(), GatewayError>) -> Value {
     }
 }
 
-/// Answers one request line. Public to the crate for tests.
+/// Answers one request line: the whole protocol, without the transport.
 pub async fn handle_request(target: &dyn ControlTarget, facts: DaemonFacts, line: &str) -> Value {
     let request: Value = match serde_json::from_str(line.trim()) {
         Ok(value) => value,
