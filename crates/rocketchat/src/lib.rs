@@ -1,0 +1,1 @@
+//! Rocket.Chat connector (placeholder while the crate is being written).
