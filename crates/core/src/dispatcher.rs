@@ -1,5 +1,6 @@
-//! Routes each normalized inbound message to the watchers of its room (and, later, intercepts
-//! `approve`/`deny` from owners before anything is queued).
+//! Routes each normalized inbound message to the watchers of its room, after giving the
+//! [`Interceptor`] (the approval registry's, see [`crate::approval`]) the chance to consume
+//! owners' `approve`/`deny` commands before anything is queued.
 //!
 //! One dispatcher serves one connector (room ids are only unique within a platform). Running
 //! watchers register their [`Inbox`] under their room id; a message goes to every watcher of
@@ -78,8 +79,8 @@ impl InboundHandler for Dispatcher {
         // ─── HOOK(permissions) ────────────────────────────────────────────────────────────
         // `approve <id>` / `deny <id>` from an owner is intercepted HERE, before any queueing,
         // so it reaches the permission registry even while the room's watcher is blocked
-        // inside the very turn that waits for the decision. The permissions work installs
-        // its handler with `set_interceptor`; nothing is intercepted until then.
+        // inside the very turn that waits for the decision. `Gateway::start` installs the
+        // approval registry's interceptor (`approval::ApprovalRegistry::interceptor`).
         let interceptor = self
             .interceptor
             .read()

@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
+use crate::approval::ApprovalRegistry;
 use crate::dispatcher::Dispatcher;
 use crate::ports::{AgentBackend, Connector, Delivery, InboundHandler};
 use crate::state::{StateError, StateFile, WatcherRecord};
@@ -121,6 +122,7 @@ struct ConnectorEntry {
 /// The running gateway. Cheap to share (`Arc<Gateway>`); every method is safe to call
 /// concurrently from control-socket connections.
 pub struct Gateway {
+    approvals: Arc<ApprovalRegistry>,
     backends: Vec<(String, Arc<dyn AgentBackend>)>,
     connectors: Vec<ConnectorEntry>,
     shutting_down: AtomicBool,
@@ -131,10 +133,31 @@ impl Gateway {
     /// Starts backends, connects connectors (a connector that cannot reach its server keeps
     /// retrying in the background: the start is then degraded, not failed) and starts every
     /// non-paused watcher. Never fails as a whole; problems are in the report.
+    ///
+    /// Owners' `approve`/`deny` commands are always intercepted (with a registry of its own;
+    /// use [`Gateway::start_with_approvals`] to share one with a permission broker).
     pub async fn start(
         options: GatewayOptions,
         agents: Vec<AgentSetup>,
         connectors: Vec<ConnectorSetup>,
+    ) -> (Arc<Gateway>, StartReport) {
+        Self::start_with_approvals(
+            options,
+            agents,
+            connectors,
+            Arc::new(ApprovalRegistry::new()),
+        )
+        .await
+    }
+
+    /// [`Gateway::start`] with the approval registry the permission broker asks through:
+    /// every connector's dispatcher lets it take owners' commands first, and every watcher
+    /// records its turns in it and denies its pending requests when it stops.
+    pub async fn start_with_approvals(
+        options: GatewayOptions,
+        agents: Vec<AgentSetup>,
+        connectors: Vec<ConnectorSetup>,
+        approvals: Arc<ApprovalRegistry>,
     ) -> (Arc<Gateway>, StartReport) {
         let mut report = StartReport::default();
 
@@ -163,6 +186,7 @@ impl Gateway {
             let configured = setup.watchers.iter().map(|w| w.name.clone()).collect();
             let state = Arc::new(StateBook::new(file, configured, loaded, writable));
             let dispatcher = Arc::new(Dispatcher::new());
+            dispatcher.set_interceptor(approvals.interceptor(setup.connector.clone()));
             let online = Arc::new(AtomicBool::new(false));
             let watchers = setup
                 .watchers
@@ -180,6 +204,7 @@ impl Gateway {
                         runtime_dir: options.runtime_dir.clone(),
                         drain_timeout: options.drain_timeout,
                         connector_online: online.clone(),
+                        approvals: approvals.clone(),
                     };
                     Arc::new(Watcher::new(spec, deps))
                 })
@@ -257,12 +282,18 @@ impl Gateway {
         }
 
         let gateway = Arc::new(Gateway {
+            approvals,
             backends,
             connectors: entries,
             shutting_down: AtomicBool::new(false),
             shutdown_done: tokio::sync::Mutex::new(false),
         });
         (gateway, report)
+    }
+
+    /// The approval registry (pending permission requests, session → turn directory).
+    pub fn approvals(&self) -> &Arc<ApprovalRegistry> {
+        &self.approvals
     }
 
     /// Watchers of one connector, or of all.

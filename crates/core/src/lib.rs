@@ -9,12 +9,16 @@
 //!   attachment notes.
 //! - [`context`]: the durable system prompt (session identity + context files) written per watcher.
 //! - [`watcher`]: one worker per watched room: bounded queue, one turn at a time, catch-up batching.
-//! - [`dispatcher`]: routes normalized inbound messages to the watchers of their room.
+//! - [`dispatcher`]: routes normalized inbound messages to the watchers of their room, after
+//!   letting the approval registry take owners' `approve`/`deny` commands.
+//! - [`approval`]: human-in-the-loop approval of tool calls: pending permission requests,
+//!   the session → turn directory, and owners' commands.
 //! - [`state`]: `state.<connector>.json`, written atomically.
 //! - [`user_messages`]: every text a chat user can see from the gateway itself, in one place.
 //! - [`gateway`]: the service object the daemon runs and the control socket drives.
 //! - [`session`]: the scripting API: drive one agent session from Rust code.
 
+pub mod approval;
 pub mod context;
 pub mod dispatcher;
 pub mod gateway;

@@ -56,6 +56,48 @@ pub fn agent_failure(error: &AgentError, session_id: Option<&str>) -> String {
     format!("{text}{}", session_ref(session_id))
 }
 
+/// The chat message that asks the owners of a room to decide on a tool call (digest §6, §13):
+/// `params` is the rendered parameter line (see `approval::render_params`).
+pub fn permission_request(id: &str, tool: &str, params: &str) -> String {
+    format!(
+        "🔐 **Permission required** `[{id}]`\n**Tool:** `{tool}`\n**Params:** `{params}`\nReply `approve {id}` or `deny {id}`"
+    )
+}
+
+/// Posted when nobody answered a permission request in time.
+pub fn permission_timed_out(id: &str) -> String {
+    format!("⏱️ Permission `{id}` timed out — **auto-denied**.")
+}
+
+/// The answer to an owner's `approve <id>`.
+pub fn permission_approved(id: &str) -> String {
+    format!("✅ Permission `{id}` approved.")
+}
+
+/// The answer to an owner's `deny <id>`.
+pub fn permission_denied(id: &str) -> String {
+    format!("❌ Permission `{id}` denied.")
+}
+
+/// The answer to `approve`/`deny` with an id of the wrong length; `action` is the word used.
+pub fn permission_invalid_id(id: &str, action: &str) -> String {
+    format!("⚠️ Invalid ID `{id}` — expected 4 characters (e.g. `{action} a3k9`).")
+}
+
+/// The answer when no request with this id is pending here (unknown, already settled, or
+/// asked in another room or thread — the same words, so nothing leaks about other rooms).
+pub fn permission_unknown(id: &str) -> String {
+    format!("⚠️ No pending permission request with ID `{id}`.")
+}
+
+/// The answer when `permissions.require_other_owner` forbids approving one's own request.
+pub fn permission_own_request(id: &str) -> String {
+    format!(
+        "⚠️ Permission `{id}` was requested by your own message, so another owner must approve it \
+         (you may still `deny {id}`)."
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::approval::{ApprovalRegistry, TurnContext};
 use crate::context::{self, ContextError, ContextSources};
 use crate::dispatcher::Dispatcher;
 use crate::ports::{AgentBackend, Connector, Delivery, EventSink};
@@ -259,6 +260,9 @@ pub struct WatcherDeps {
     pub drain_timeout: Duration,
     /// Whether the connector connected; a watcher of a connector that did not never starts.
     pub connector_online: Arc<AtomicBool>,
+    /// The gateway's permission requests: the watcher records who each turn is for, and
+    /// denies its pending requests when it stops.
+    pub approvals: Arc<ApprovalRegistry>,
 }
 
 /// A configured watcher: its spec, persisted record, and (while running) its worker.
@@ -492,6 +496,7 @@ impl Inner {
         if !deps.connector_online.load(Ordering::SeqCst) {
             return Err(WatcherError::ConnectorDown(spec.connector.clone()));
         }
+        deps.approvals.open_watcher(&spec.name);
         let backend = deps
             .backend
             .clone()
@@ -612,6 +617,12 @@ impl Inner {
         let spec = &self.spec;
         let deps = &self.deps;
         deps.dispatcher.unregister(&run.room.id, &spec.name);
+        // Before the drain: a turn waiting for an owner's decision ends now (denied, no
+        // message) instead of holding the drain, and so does any request made while draining.
+        let denied = deps.approvals.close_watcher(&spec.name);
+        if denied > 0 {
+            info!(watcher = %spec.name, denied, "pending permission requests denied: the watcher stops");
+        }
         deps.connector.unsubscribe(&run.room).await;
         run.inbox.queue.begin_drain();
         let mut handle = run.handle;
@@ -696,6 +707,19 @@ impl Inner {
         if batch.len() > 1 {
             info!(watcher = %spec.name, messages = batch.len(), "catch-up turn");
         }
+        // Who this turn is for, so the permission broker can judge and ask about tool calls.
+        self.deps.approvals.register_turn(
+            &session_id,
+            TurnContext {
+                watcher: spec.name.clone(),
+                agent: spec.agent.clone(),
+                connector: connector.clone(),
+                room: room.clone(),
+                thread: last.permission_thread_id.clone(),
+                requester: last.sender.username.clone(),
+                role: last.role,
+            },
+        );
 
         set_typing(connector, room, thread.as_deref(), true).await;
         let outcome = self.run_turn(ctx, &request, thread.as_deref()).await;
