@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::types::{
-    AgentError, AgentEvent, AgentResponse, ConnectionState, ConnectorError, IncomingMessage,
-    NewSession, OutgoingMessage, Room, TurnRequest,
+    AgentError, AgentEvent, AgentResponse, ConnectionState, ConnectorError, HistoryEntry,
+    HistoryQuery, IncomingMessage, NewSession, OutgoingMessage, Room, TurnRequest,
 };
 
 /// What became of an inbound message handed to the gateway.
@@ -90,6 +90,24 @@ pub trait Connector: Send + Sync + 'static {
     /// The state of the link to the server, for `status` and `list`.
     fn connection_state(&self) -> ConnectionState {
         ConnectionState::Connected
+    }
+
+    /// Whether [`Connector::fetch_history`] is implemented (history handoff, `fetch-history`).
+    fn supports_history(&self) -> bool {
+        false
+    }
+
+    /// Messages of `room` from the server's history, oldest first. The default says the
+    /// platform has no history.
+    async fn fetch_history(
+        &self,
+        _room: &Room,
+        _query: HistoryQuery,
+    ) -> Result<Vec<HistoryEntry>, ConnectorError> {
+        Err(ConnectorError::Other(format!(
+            "connector '{}' does not support history fetch",
+            self.name()
+        )))
     }
 }
 

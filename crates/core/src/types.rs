@@ -263,6 +263,56 @@ pub enum AgentError {
     Other(String),
 }
 
+/// Who wrote a message of a room's history, as the gateway tells the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryRole {
+    /// A configured owner.
+    Owner,
+    /// A configured guest.
+    Guest,
+    /// The bot itself (username `me`) or a configured peer agent.
+    Agent,
+}
+
+impl HistoryRole {
+    /// The lower-case word used in history headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryRole::Owner => "owner",
+            HistoryRole::Guest => "guest",
+            HistoryRole::Agent => "agent",
+        }
+    }
+}
+
+/// Which part of a room's history to fetch (history handoff, `fetch-history`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    /// At most this many messages (the newest ones in the range).
+    pub count: u32,
+    /// Only messages strictly before this time (ms since the epoch).
+    pub before_ms: Option<i64>,
+    /// Only messages strictly after this time (ms since the epoch).
+    pub after_ms: Option<i64>,
+}
+
+/// One message of a room's history. Messages of people who are neither owners, guests nor
+/// peer agents are never included, nor are system messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When it was posted (ms since the epoch), if known.
+    pub timestamp_ms: Option<i64>,
+    /// The author's username; `me` for the bot's own messages.
+    pub username: String,
+    /// The author's role.
+    pub role: HistoryRole,
+    /// The room's display name.
+    pub room_name: String,
+    /// The text as posted.
+    pub text: String,
+}
+
 /// A connector's failure.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConnectorError {
