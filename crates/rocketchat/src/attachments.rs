@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::doc::RcMessage;
+use crate::rest::RestClient;
 
 /// At most this many files of one message download at the same time.
 pub const MAX_PARALLEL_DOWNLOADS: usize = 4;
@@ -174,7 +175,7 @@ impl DownloadLimits {
     /// The limit in bytes, if any.
     pub fn max_bytes(&self) -> Option<u64> {
         (self.max_file_size_mb > 0.0 && self.max_file_size_mb.is_finite())
-            .then(|| (self.max_file_size_mb * 1024.0 * 1024.0) as u64)
+            .then_some((self.max_file_size_mb * 1024.0 * 1024.0) as u64)
     }
 }
 
@@ -195,19 +196,14 @@ enum FetchError {
 }
 
 /// Fetches the given plans into `dir` (created when needed), at most
-/// [`MAX_PARALLEL_DOWNLOADS`] at once; outcomes come back in plan order. `fetch` opens the
-/// HTTP response for a URL (it adds credentials and re-logs in on 401).
-pub async fn download_all<F, Fut>(
+/// [`MAX_PARALLEL_DOWNLOADS`] at once; outcomes come back in plan order. `rest` adds the
+/// credentials (and logs in again on 401).
+pub async fn download_all(
     plans: &[DownloadPlan],
-    base_url: &str,
+    rest: &RestClient,
     dir: &Path,
     limits: DownloadLimits,
-    fetch: F,
-) -> Vec<DownloadOutcome>
-where
-    F: Fn(String) -> Fut + Clone,
-    Fut: std::future::Future<Output = Result<reqwest::Response, String>>,
-{
+) -> Vec<DownloadOutcome> {
     if plans.is_empty() {
         return Vec::new();
     }
@@ -218,26 +214,24 @@ where
             .map(|p| DownloadOutcome::Warning(failed_warning(&p.display_name)))
             .collect();
     }
-    futures_util::stream::iter(plans.iter().map(|plan| {
-        let fetch = fetch.clone();
-        async move { download_one(plan, base_url, dir, limits, fetch).await }
-    }))
-    .buffered(MAX_PARALLEL_DOWNLOADS)
-    .collect()
-    .await
+    let slots = tokio::sync::Semaphore::new(MAX_PARALLEL_DOWNLOADS);
+    let mut jobs = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let slots = &slots;
+        jobs.push(async move {
+            let _slot = slots.acquire().await;
+            download_one(plan, rest, dir, limits).await
+        });
+    }
+    futures_util::future::join_all(jobs).await
 }
 
-async fn download_one<F, Fut>(
+async fn download_one(
     plan: &DownloadPlan,
-    base_url: &str,
+    rest: &RestClient,
     dir: &Path,
     limits: DownloadLimits,
-    fetch: F,
-) -> DownloadOutcome
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Result<reqwest::Response, String>>,
-{
+) -> DownloadOutcome {
     let name = &plan.display_name;
     let max = limits.max_bytes();
     if let (Some(size), Some(max)) = (plan.size, max) {
@@ -249,7 +243,7 @@ where
             ));
         }
     }
-    let Some(url) = download_url(base_url, &plan.link) else {
+    let Some(url) = download_url(rest.base(), &plan.link) else {
         tracing::warn!(file = %name, link = %plan.link, "attachment link is not on the chat server; not fetched");
         return DownloadOutcome::Warning(failed_warning(name));
     };
@@ -259,7 +253,10 @@ where
     }
     let tmp = dir.join(format!("{}.tmp", plan.file_name));
     let work = async {
-        let response = fetch(url).await.map_err(FetchError::Failed)?;
+        let response = rest
+            .download(&url)
+            .await
+            .map_err(|e| FetchError::Failed(e.to_string()))?;
         if let (Some(len), Some(max)) = (response.content_length(), max) {
             if len > max {
                 return Err(FetchError::TooLarge(len));

@@ -17,11 +17,18 @@
 pub mod attachments;
 pub mod backoff;
 pub mod chunk;
+pub mod connector;
 pub mod ddp;
 pub mod doc;
 pub mod filter;
+mod link;
 pub mod mention;
 pub mod normalize;
+pub mod options;
+pub mod rest;
 
+pub use connector::{RocketChatConnector, RocketChatError};
 pub use ddp::parse_frame;
+pub use link::{CallError, LinkError};
 pub use normalize::{normalize_doc, Ctx, Settings};
+pub use options::RocketChatOptions;
