@@ -14,3 +14,23 @@ if [ "$have" != "$CLAUDE_CODE_VERSION" ] || ! "$prefix/node_modules/.bin/claude"
   npm install --no-audit --no-fund --loglevel=error --prefix "$prefix" "$want"
 fi
 "$prefix/node_modules/.bin/claude" --version
+
+# --- OpenCode (acg-opencode tests) -------------------------------------------------------
+# The pinned `opencode` CLI (a Bun single binary shipped in an optional dependency) into the
+# same prefix, and ripgrep, which its grep/glob tools would otherwise download at run time.
+OPENCODE_VERSION="1.18.33"
+opencode_have="$(node -e "try{console.log(require('$prefix/node_modules/opencode-ai/package.json').version)}catch(e){}" 2>/dev/null || true)"
+if [ "$opencode_have" != "$OPENCODE_VERSION" ] || ! "$prefix/node_modules/.bin/opencode" --version >/dev/null 2>&1; then
+  echo "installing opencode-ai@$OPENCODE_VERSION into $prefix"
+  npm install --no-audit --no-fund --loglevel=error --save-exact --prefix "$prefix" "opencode-ai@$OPENCODE_VERSION"
+fi
+"$prefix/node_modules/.bin/opencode" --version
+if ! command -v rg >/dev/null 2>&1; then
+  echo "installing ripgrep"
+  # Refresh the package lists only when the first attempt cannot find the package.
+  if ! apt-get install -y ripgrep; then
+    apt-get update
+    apt-get install -y ripgrep
+  fi
+fi
+rg --version | head -n 1

@@ -3,9 +3,12 @@
 //!
 //! - [`anthropic`]: a scriptable mock of the Anthropic Messages API ([`anthropic::MockAnthropic`])
 //!   that the real Claude Code CLI talks to offline.
+//! - [`openai`]: a scriptable mock of the OpenAI Chat Completions API ([`openai::MockOpenAI`])
+//!   that the real OpenCode CLI talks to offline.
 //! - [`agents`]: locating the pinned agent CLIs and giving each run an isolated, offline home.
 //!
 //! The `acg-testkit` binary serves the same fakes standalone for demos and benchmarks.
 
 pub mod agents;
 pub mod anthropic;
+pub mod openai;

@@ -2,6 +2,8 @@
 //!
 //! `acg-testkit mock-anthropic --port 8080` serves a mock Anthropic Messages API that answers
 //! every turn with a fixed text; point a Claude CLI at it with `ANTHROPIC_BASE_URL`.
+//! `acg-testkit mock-openai --port 8081` does the same for the OpenAI Chat Completions API
+//! (an OpenCode provider's `baseURL` is the printed `…/v1` URL).
 
 use std::net::SocketAddr;
 
@@ -38,6 +40,18 @@ enum Command {
         #[arg(long)]
         record: Option<std::path::PathBuf>,
     },
+    /// Serve a mock OpenAI Chat Completions API on 127.0.0.1 (base URL `…/v1`).
+    MockOpenai {
+        /// The port to listen on (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The text every turn request is answered with.
+        #[arg(long, default_value = "ok")]
+        reply: String,
+        /// Print one line per request received (to stderr).
+        #[arg(long)]
+        log_requests: bool,
+    },
 }
 
 #[tokio::main]
@@ -58,6 +72,21 @@ async fn main() -> anyhow::Result<()> {
             tokio::select! {
                 r = tokio::signal::ctrl_c() => r?,
                 r = report_requests(&mock, log_requests, record.as_deref()) => r?,
+            }
+        }
+        Command::MockOpenai {
+            port,
+            reply,
+            log_requests,
+        } => {
+            let mock =
+                acg_testkit::openai::MockOpenAI::start_on(SocketAddr::from(([127, 0, 0, 1], port)))
+                    .await?;
+            mock.set_default(acg_testkit::openai::Reply::text(reply));
+            println!("mock-openai listening on {}", mock.base_url());
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                () = log_openai_requests(&mock, log_requests) => {}
             }
         }
     }
@@ -111,4 +140,23 @@ fn append_record(path: &std::path::Path, r: &RecordedRequest) -> anyhow::Result<
         .open(path)?;
     writeln!(file, "{line}")?;
     Ok(())
+}
+
+/// Prints one line per OpenAI request as it arrives (when `log` is set); never returns.
+async fn log_openai_requests(mock: &acg_testkit::openai::MockOpenAI, log: bool) {
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let requests = mock.requests();
+        for r in requests.iter().skip(seen).filter(|_| log) {
+            eprintln!(
+                "{} {} kind={:?} user={:?}",
+                r.method,
+                r.path,
+                r.kind,
+                r.last_user_text()
+            );
+        }
+        seen = requests.len();
+    }
 }

@@ -1,0 +1,609 @@
+//! [`OpencodeBackend`]: the [`AgentBackend`] that drives OpenCode through its `serve` sidecar.
+//!
+//! - **Sessions**: `POST /session {title, permission}` creates one (the agent's question tools
+//!   are denied: nobody in chat can answer them); a turn continues it by id. A session the
+//!   server does not know is [`AgentError::SessionNotFound`] — never silently replaced by a new
+//!   one, which would lose the conversation without anyone noticing.
+//! - **Turns**: subscribe to `GET /event` and wait for `server.connected`, *then*
+//!   `POST /session/{id}/prompt_async` (so no event of the turn can be missed), then follow the
+//!   stream with a [`TurnTracker`] until the session is idle. The durable system prompt file's
+//!   content goes in the request's `system` field, read afresh each turn. Attachments become
+//!   file parts or path notes ([`crate::attachments`]). Past the deadline the session is
+//!   aborted (`POST /session/{id}/abort`) and the turn is [`AgentError::Timeout`].
+//! - **Permissions**: `permission.asked` events go to the [`PermissionHandler`], or are
+//!   rejected with a message when there is none; questions are rejected.
+//! - Per-message `env` cannot reach a running server and is ignored.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use acg_core::prompt::with_attachment_notes;
+use acg_core::{AgentBackend, AgentError, AgentResponse, EventSink, NewSession, TurnRequest};
+use async_trait::async_trait;
+use hyper::Method;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use crate::attachments;
+use crate::config_content::{merged_config_content, ConfigContentError, CONFIG_CONTENT_VAR};
+use crate::http::{encode_component, status_error, HttpReply, ServerClient, StreamEnd};
+use crate::permission::{PermissionAsked, PermissionHandler, PermissionReply, NO_HANDLER_MESSAGE};
+use crate::sidecar::{Sidecar, SidecarSpec, SidecarState};
+use crate::turn::{Step, TurnTracker};
+
+/// How long opening the event stream and its `server.connected` greeting may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `prompt_async` may take to accept a prompt.
+const PROMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long small requests (abort, delete, permission replies) may take.
+const SHORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tools that ask the chat user a question: denied in every session the gateway creates.
+const QUESTION_PERMISSIONS: [&str; 3] = ["question", "plan_enter", "plan_exit"];
+
+/// How to run OpenCode for one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpencodeSettings {
+    /// The agent's name (for logs).
+    pub name: String,
+    /// The program: a path, or a name looked up in `PATH` (config `command`, default
+    /// `opencode`).
+    pub command: String,
+    /// The agent's working directory: the server runs there.
+    pub working_directory: PathBuf,
+    /// Extra `serve` arguments (config `new_session_args`: with a shared server these are
+    /// server flags, e.g. `--log-level DEBUG`).
+    pub serve_args: Vec<String>,
+    /// Variables added to the server's environment, on top of the gateway's own. An
+    /// `OPENCODE_CONFIG_CONTENT` here replaces the gateway's before the merge. Tests use it for
+    /// the offline environment.
+    pub extra_env: Vec<(String, String)>,
+    /// How long the server may take to start (default 60 s: 1.4–2 s is usual, a loaded machine
+    /// can be much slower).
+    pub ready_timeout: Duration,
+    /// How long a stopping server gets before `SIGKILL` (default 5 s).
+    pub stop_grace: Duration,
+}
+
+impl OpencodeSettings {
+    /// Settings for this program in this directory, with the defaults.
+    pub fn new(command: impl Into<String>, working_directory: impl Into<PathBuf>) -> Self {
+        OpencodeSettings {
+            name: "opencode".to_owned(),
+            command: command.into(),
+            working_directory: working_directory.into(),
+            serve_args: Vec::new(),
+            extra_env: Vec::new(),
+            ready_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where the time of the most recent turn went, to tell the gateway's overhead from the
+/// agent's own time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TurnTimings {
+    /// Getting a client for the sidecar (a restart, if one was needed).
+    pub sidecar: Duration,
+    /// Opening the event stream until `server.connected`.
+    pub subscribe: Duration,
+    /// The `prompt_async` round trip.
+    pub post: Duration,
+    /// Time spent handling events (parsing JSON, tracking, emitting).
+    pub handling: Duration,
+    /// Events of the turn's sessions handled.
+    pub events: usize,
+    /// OpenCode's own time (prompt message created → last assistant message completed).
+    pub agent: Option<Duration>,
+    /// The whole `turn` call.
+    pub total: Duration,
+}
+
+impl TurnTimings {
+    /// The gateway's share: total minus OpenCode's own time (when known).
+    pub fn overhead(&self) -> Option<Duration> {
+        self.agent.map(|agent| self.total.saturating_sub(agent))
+    }
+}
+
+/// OpenCode as an agent backend: one supervised `opencode serve` per agent.
+pub struct OpencodeBackend {
+    settings: OpencodeSettings,
+    sidecar: Sidecar,
+    permission_handler: Option<Arc<dyn PermissionHandler>>,
+    last_timings: Mutex<Option<TurnTimings>>,
+}
+
+impl std::fmt::Debug for OpencodeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpencodeBackend")
+            .field("name", &self.settings.name)
+            .field("sidecar", &self.sidecar)
+            .field("permission_handler", &self.permission_handler.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpencodeBackend {
+    /// A backend for `settings`. Merges the gateway's permission defaults into
+    /// `OPENCODE_CONFIG_CONTENT` (from `extra_env`, else the gateway's environment); invalid
+    /// content is an error here, at construction. Nothing runs until `start` or the first
+    /// request.
+    pub fn new(settings: OpencodeSettings) -> Result<Self, ConfigContentError> {
+        let existing = settings
+            .extra_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == CONFIG_CONTENT_VAR)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(CONFIG_CONTENT_VAR).ok());
+        let content = merged_config_content(existing.as_deref())?;
+        let mut env: Vec<(String, String)> = settings
+            .extra_env
+            .iter()
+            .filter(|(k, _)| k != CONFIG_CONTENT_VAR)
+            .cloned()
+            .collect();
+        env.push((CONFIG_CONTENT_VAR.to_owned(), content));
+        let sidecar = Sidecar::new(SidecarSpec {
+            name: settings.name.clone(),
+            program: settings.command.clone(),
+            args: settings.serve_args.clone(),
+            working_directory: settings.working_directory.clone(),
+            env,
+            ready_timeout: settings.ready_timeout,
+            stop_grace: settings.stop_grace,
+        });
+        Ok(OpencodeBackend {
+            settings,
+            sidecar,
+            permission_handler: None,
+            last_timings: Mutex::new(None),
+        })
+    }
+
+    /// Routes `permission.asked` events to `handler` (the gateway's policy and chat approvals)
+    /// instead of rejecting them.
+    pub fn with_permission_handler(mut self, handler: Arc<dyn PermissionHandler>) -> Self {
+        self.permission_handler = Some(handler);
+        self
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &OpencodeSettings {
+        &self.settings
+    }
+
+    /// The sidecar's state, for `status` and `list`.
+    pub fn sidecar_state(&self) -> SidecarState {
+        self.sidecar.state()
+    }
+
+    /// The sidecar itself (its pid, start time, client).
+    pub fn sidecar(&self) -> &Sidecar {
+        &self.sidecar
+    }
+
+    /// Where the time of the most recent finished turn went.
+    pub fn last_timings(&self) -> Option<TurnTimings> {
+        *self.last_timings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `?directory=<dir>` when a request concerns another directory than the server's own
+    /// (OpenCode keeps one instance per directory), else nothing.
+    fn directory_query(&self, working_directory: &Path) -> String {
+        if working_directory == self.settings.working_directory
+            || working_directory.as_os_str().is_empty()
+        {
+            String::new()
+        } else {
+            format!(
+                "?directory={}",
+                encode_component(&working_directory.to_string_lossy())
+            )
+        }
+    }
+
+    async fn client_before(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<ServerClient, AgentError> {
+        match tokio::time::timeout_at(deadline, self.sidecar.client()).await {
+            Ok(client) => client.map_err(AgentError::from),
+            Err(_) => Err(AgentError::Timeout),
+        }
+    }
+
+    /// Reads the durable system prompt file; a missing or unreadable file is logged and the
+    /// turn goes on without it.
+    async fn system_prompt(&self, file: Option<&Path>) -> Option<String> {
+        let file = file?;
+        match tokio::fs::read_to_string(file).await {
+            Ok(text) if !text.trim().is_empty() => Some(text),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(path = %file.display(), "cannot read the system prompt file: {e}");
+                None
+            }
+        }
+    }
+
+    async fn run_turn(
+        &self,
+        req: &TurnRequest,
+        sink: &EventSink,
+        progress: &mut TurnProgress,
+        timings: &mut TurnTimings,
+    ) -> Result<AgentResponse, AgentError> {
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let t = Instant::now();
+        let client = self.client_before(deadline).await?;
+        timings.sidecar = t.elapsed();
+
+        let system = self.system_prompt(req.system_prompt_file.as_deref()).await;
+        let (file_parts, notes) = attachments::plan(&req.attachments, &req.working_directory);
+        let text = with_attachment_notes(&req.prompt, &notes, &req.working_directory);
+        let mut parts = vec![json!({"type": "text", "text": text})];
+        parts.extend(file_parts);
+        let mut body = json!({"parts": parts});
+        if let Some(system) = system {
+            body["system"] = Value::String(system);
+        }
+        let query = self.directory_query(&req.working_directory);
+
+        // Subscribe first, so no event of the turn can be missed.
+        let t = Instant::now();
+        let mut stream = match client
+            .events(&format!("/event{query}"), SUBSCRIBE_TIMEOUT)
+            .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(reply)) => return Err(reply_error(&reply, "opening the event stream")),
+            Err(e) => return Err(e.into_agent_error()),
+        };
+        let greeting = async {
+            loop {
+                let event = stream.next().await?;
+                if parse_event(&event.data).is_some_and(|e| {
+                    e.get("type").and_then(Value::as_str) == Some("server.connected")
+                }) {
+                    return Ok::<(), StreamEnd>(());
+                }
+            }
+        };
+        match tokio::time::timeout(SUBSCRIBE_TIMEOUT, greeting).await {
+            Ok(Ok(())) => {}
+            Ok(Err(end)) => return Err(AgentError::Unavailable(end.to_string())),
+            Err(_) => {
+                return Err(AgentError::Unavailable(
+                    "the opencode event stream sent no greeting".to_owned(),
+                ))
+            }
+        }
+        timings.subscribe = t.elapsed();
+
+        let session_path = format!("/session/{}", encode_component(&req.session_id));
+        let t = Instant::now();
+        let reply = client
+            .call(
+                Method::POST,
+                &format!("{session_path}/prompt_async{query}"),
+                Some(&body),
+                PROMPT_TIMEOUT,
+            )
+            .await
+            .map_err(|e| e.into_agent_error())?;
+        timings.post = t.elapsed();
+        if reply.status == 404 {
+            return Err(AgentError::SessionNotFound(format!(
+                "{}: {}",
+                req.session_id,
+                reply.text_excerpt()
+            )));
+        }
+        if !reply.is_success() {
+            return Err(reply_error(&reply, "sending the prompt"));
+        }
+        progress.posted = Some((client.clone(), format!("{session_path}/abort{query}")));
+
+        let mut tracker = TurnTracker::new(&req.session_id, req.watcher.as_deref());
+        let mut permissions = JoinSet::new();
+        loop {
+            let event = match stream.next().await {
+                Ok(event) => event,
+                Err(end) => {
+                    let why = if self.sidecar.is_current(&client) {
+                        end.to_string()
+                    } else {
+                        "the opencode server exited during the turn".to_owned()
+                    };
+                    return Err(AgentError::Unavailable(why));
+                }
+            };
+            let t = Instant::now();
+            let Some(value) = parse_event(&event.data) else {
+                tracing::debug!(data = %event.data, "skipping an event that is not JSON");
+                continue;
+            };
+            let step = tracker.on_event(&value, sink);
+            timings.handling += t.elapsed();
+            timings.events = tracker.events_seen();
+            match step {
+                Step::Continue => {}
+                Step::Permission(ask) => {
+                    if self.permission_handler.is_none() {
+                        tracker.record_denial(&ask);
+                    }
+                    permissions.spawn(answer_permission(
+                        client.clone(),
+                        self.permission_handler.clone(),
+                        ask,
+                    ));
+                }
+                Step::Question(id) => {
+                    permissions.spawn(reject_question(client.clone(), id));
+                }
+                Step::Done(result) => {
+                    timings.agent = tracker.agent_duration_ms().map(Duration::from_millis);
+                    return result;
+                }
+            }
+        }
+    }
+}
+
+/// What a turn had done when its deadline struck.
+#[derive(Default)]
+struct TurnProgress {
+    /// The prompt was accepted: the client and the session's abort path.
+    posted: Option<(ServerClient, String)>,
+}
+
+fn parse_event(data: &str) -> Option<Value> {
+    serde_json::from_str(data).ok()
+}
+
+/// The error for a non-2xx reply of the server itself.
+fn reply_error(reply: &HttpReply, doing: &str) -> AgentError {
+    status_error(
+        reply.status,
+        format!(
+            "opencode answered {} when {doing}: {}",
+            reply.status,
+            reply.text_excerpt()
+        ),
+    )
+}
+
+/// Decides one permission request (with the handler, or a reject with a message) and posts
+/// the answer.
+async fn answer_permission(
+    client: ServerClient,
+    handler: Option<Arc<dyn PermissionHandler>>,
+    ask: PermissionAsked,
+) {
+    let id = ask.id.clone();
+    let permission = ask.permission.clone();
+    let reply = match handler {
+        Some(handler) => handler.decide(ask).await,
+        None => {
+            tracing::info!(permission = %permission, request = %id, "no approval handler: rejecting the opencode permission request");
+            PermissionReply::Reject {
+                message: Some(NO_HANDLER_MESSAGE.to_owned()),
+            }
+        }
+    };
+    let path = format!("/permission/{}/reply", encode_component(&id));
+    match client
+        .call(Method::POST, &path, Some(&reply.to_body()), SHORT_TIMEOUT)
+        .await
+    {
+        Ok(r) if r.is_success() => {}
+        Ok(r) => {
+            tracing::warn!(request = %id, status = r.status, body = %r.text_excerpt(), "opencode refused a permission reply")
+        }
+        Err(e) => tracing::warn!(request = %id, "cannot send a permission reply: {e}"),
+    }
+}
+
+/// Rejects a question the agent asked (nobody in chat can answer it).
+async fn reject_question(client: ServerClient, id: String) {
+    let path = format!("/question/{}/reject", encode_component(&id));
+    match client.call(Method::POST, &path, None, SHORT_TIMEOUT).await {
+        Ok(r) if r.is_success() => tracing::info!(question = %id, "rejected an opencode question"),
+        Ok(r) => {
+            tracing::warn!(question = %id, status = r.status, "opencode refused a question reject")
+        }
+        Err(e) => tracing::warn!(question = %id, "cannot reject an opencode question: {e}"),
+    }
+}
+
+#[async_trait]
+impl AgentBackend for OpencodeBackend {
+    fn kind(&self) -> &str {
+        "opencode"
+    }
+
+    async fn start(&self) -> Result<(), AgentError> {
+        self.sidecar.start().await.map_err(AgentError::from)
+    }
+
+    async fn stop(&self) {
+        self.sidecar.stop().await;
+    }
+
+    async fn create_session(&self, req: &NewSession) -> Result<String, AgentError> {
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let client = self.client_before(deadline).await?;
+        let rules: Vec<Value> = QUESTION_PERMISSIONS
+            .iter()
+            .map(|p| json!({"permission": p, "action": "deny", "pattern": "*"}))
+            .collect();
+        let mut body = json!({"permission": rules});
+        if let Some(title) = req.title.as_deref().filter(|t| !t.is_empty()) {
+            body["title"] = json!(title);
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let path = format!("/session{}", self.directory_query(&req.working_directory));
+        let reply = client
+            .call(Method::POST, &path, Some(&body), left)
+            .await
+            .map_err(|e| match e {
+                crate::http::HttpError::Timeout(_) => AgentError::Timeout,
+                other => other.into_agent_error(),
+            })?;
+        if !reply.is_success() {
+            return Err(reply_error(&reply, "creating a session"));
+        }
+        match reply.json().get("id").and_then(Value::as_str) {
+            Some(id) if id.starts_with("ses") => {
+                tracing::info!(agent = %self.settings.name, session = %id, "opencode session created");
+                Ok(id.to_owned())
+            }
+            _ => Err(AgentError::Protocol(format!(
+                "opencode created a session without an id: {}",
+                reply.text_excerpt()
+            ))),
+        }
+    }
+
+    async fn turn(
+        &self,
+        req: &TurnRequest,
+        events: &EventSink,
+    ) -> Result<AgentResponse, AgentError> {
+        let started = Instant::now();
+        let mut progress = TurnProgress::default();
+        let mut timings = TurnTimings::default();
+        let result = tokio::time::timeout(
+            req.timeout,
+            self.run_turn(req, events, &mut progress, &mut timings),
+        )
+        .await;
+        let result = match result {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some((client, abort_path)) = progress.posted.take() {
+                    tracing::warn!(session = %req.session_id, "opencode turn passed its deadline: aborting it");
+                    match client
+                        .call(Method::POST, &abort_path, None, SHORT_TIMEOUT)
+                        .await
+                    {
+                        Ok(r) if r.is_success() => {}
+                        Ok(r) => tracing::warn!(
+                            status = r.status,
+                            "opencode refused to abort the session"
+                        ),
+                        Err(e) => tracing::warn!("cannot abort the opencode session: {e}"),
+                    }
+                }
+                Err(AgentError::Timeout)
+            }
+        };
+        timings.total = started.elapsed();
+        *self.last_timings.lock().unwrap_or_else(|e| e.into_inner()) = Some(timings);
+        tracing::debug!(
+            session = %req.session_id,
+            total_ms = timings.total.as_millis() as u64,
+            agent_ms = timings.agent.map(|d| d.as_millis() as u64),
+            subscribe_ms = timings.subscribe.as_millis() as u64,
+            post_ms = timings.post.as_millis() as u64,
+            handling_us = timings.handling.as_micros() as u64,
+            events = timings.events,
+            "opencode turn finished"
+        );
+        if let Err(e) = &result {
+            tracing::warn!(agent = %self.settings.name, session = %req.session_id, "opencode turn failed: {e}");
+        }
+        result
+    }
+
+    async fn delete_session(&self, session_id: &str, working_directory: &Path) {
+        let path = format!(
+            "/session/{}{}",
+            encode_component(session_id),
+            self.directory_query(working_directory)
+        );
+        let outcome = match self.sidecar.client().await {
+            Ok(client) => client
+                .call(Method::DELETE, &path, None, SHORT_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    if r.is_success() || r.status == 404 {
+                        Ok(())
+                    } else {
+                        Err(format!("status {}: {}", r.status, r.text_excerpt()))
+                    }
+                }),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(()) => tracing::info!(session = %session_id, "opencode session deleted"),
+            Err(e) => {
+                tracing::warn!(session = %session_id, "cannot delete the opencode session now ({e}); retrying at stop");
+                self.sidecar.remember_orphan(session_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_config_content_fails_construction() {
+        let mut settings = OpencodeSettings::new("opencode", "/w");
+        settings
+            .extra_env
+            .push((CONFIG_CONTENT_VAR.into(), "{oops".into()));
+        let err = OpencodeBackend::new(settings).unwrap_err();
+        assert!(err.to_string().contains("OPENCODE_CONFIG_CONTENT"), "{err}");
+    }
+
+    #[test]
+    fn the_sidecar_gets_the_merged_config_once() {
+        let mut settings = OpencodeSettings::new("opencode", "/w");
+        settings.extra_env = vec![
+            ("HOME".into(), "/h".into()),
+            (CONFIG_CONTENT_VAR.into(), r#"{"model":"m/x"}"#.into()),
+        ];
+        let backend = OpencodeBackend::new(settings).unwrap();
+        let env = &backend.sidecar().spec().env;
+        let contents: Vec<&String> = env
+            .iter()
+            .filter(|(k, _)| k == CONFIG_CONTENT_VAR)
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(contents.len(), 1);
+        assert!(contents[0].starts_with(r#"{"model":"m/x","permission":{"bash":{"*":"ask""#));
+        assert!(env.contains(&("HOME".into(), "/h".into())));
+        assert_eq!(backend.kind(), "opencode");
+        assert_eq!(backend.sidecar_state(), SidecarState::Stopped);
+    }
+
+    #[test]
+    fn other_directories_are_named_in_the_query() {
+        let backend = OpencodeBackend::new(OpencodeSettings::new("opencode", "/w")).unwrap();
+        assert_eq!(backend.directory_query(Path::new("/w")), "");
+        assert_eq!(backend.directory_query(Path::new("")), "");
+        assert_eq!(
+            backend.directory_query(Path::new("/other dir")),
+            "?directory=%2Fother%20dir"
+        );
+    }
+
+    #[test]
+    fn overhead_is_total_minus_agent_time() {
+        let timings = TurnTimings {
+            total: Duration::from_millis(150),
+            agent: Some(Duration::from_millis(100)),
+            ..Default::default()
+        };
+        assert_eq!(timings.overhead(), Some(Duration::from_millis(50)));
+        assert_eq!(TurnTimings::default().overhead(), None);
+    }
+}
