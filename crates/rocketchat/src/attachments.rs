@@ -128,12 +128,17 @@ pub fn plan_downloads(msg: &RcMessage) -> Vec<DownloadPlan> {
         .collect()
 }
 
-/// The URL to fetch a link from, when it points at the server `base` (scheme, host and port
-/// equal); `None` for anything else.
+/// Where uploaded files live on a Rocket.Chat server.
+const FILE_UPLOAD_PREFIX: &str = "/file-upload/";
+
+/// The URL to fetch a link from, or `None` when the link must not be fetched.
+///
+/// The request carries the bot's credentials, and `title_link` is whatever the message's
+/// author put there, so only uploads are fetched: paths under `/file-upload/` on the server
+/// itself (relative, or absolute with the server's scheme, host and port). The file name part
+/// (everything after `/file-upload/<id>/`) is sent as one path segment, so a name like
+/// `../../x` can neither be normalized away by the HTTP client nor reach another endpoint.
 pub fn download_url(base: &str, link: &str) -> Option<String> {
-    if link.starts_with('/') && !link.starts_with("//") {
-        return Some(format!("{base}{link}"));
-    }
     let origin = |url: &str| -> Option<String> {
         let (scheme, rest) = url.split_once("://")?;
         let host = rest.split(['/', '?', '#']).next()?;
@@ -143,7 +148,40 @@ pub fn download_url(base: &str, link: &str) -> Option<String> {
             host.to_ascii_lowercase()
         ))
     };
-    (origin(link)? == origin(base)?).then(|| link.to_string())
+    let path = if link.starts_with('/') && !link.starts_with("//") {
+        link
+    } else {
+        let link_origin = origin(link)?;
+        if link_origin != origin(base)? {
+            return None;
+        }
+        let (_, rest) = link.split_once("://")?;
+        &rest[rest.find('/')?..]
+    };
+    let path = path.split('#').next().unwrap_or_default();
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let rest = path.strip_prefix(FILE_UPLOAD_PREFIX)?;
+    let (id, name) = rest.split_once('/').unwrap_or((rest, ""));
+    if id.is_empty() || id.chars().all(|c| c == '.') || id.contains(['\\', '%']) {
+        return None;
+    }
+    let name = match name {
+        "" => String::new(),
+        "." | ".." => name.replace('.', "%2E"),
+        other => other.replace('/', "%2F").replace('\\', "%5C"),
+    };
+    let mut url = format!(
+        "{}{FILE_UPLOAD_PREFIX}{id}/{name}",
+        base.trim_end_matches('/')
+    );
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    Some(url)
 }
 
 /// `[⚠️ Attachment '<name>' skipped — <x.x> MB exceeds <N> MB limit]`.
@@ -396,21 +434,52 @@ mod tests {
     }
 
     #[test]
-    fn only_server_links_are_fetched() {
+    fn only_uploads_on_the_server_are_fetched() {
         let base = "http://127.0.0.1:3000";
         assert_eq!(
             download_url(base, "/file-upload/F/a.png").as_deref(),
             Some("http://127.0.0.1:3000/file-upload/F/a.png")
         );
         assert_eq!(
-            download_url(base, "http://127.0.0.1:3000/file-upload/F").as_deref(),
-            Some("http://127.0.0.1:3000/file-upload/F")
+            download_url(
+                base,
+                "http://127.0.0.1:3000/file-upload/F/a%20b.png?download"
+            )
+            .as_deref(),
+            Some("http://127.0.0.1:3000/file-upload/F/a%20b.png?download")
         );
-        assert_eq!(download_url(base, "//evil.example/x"), None);
-        assert_eq!(download_url(base, "http://evil.example/x"), None);
-        assert_eq!(download_url(base, "http://127.0.0.1:3001/x"), None);
+        assert_eq!(download_url(base, "//evil.example/file-upload/F/x"), None);
+        assert_eq!(
+            download_url(base, "http://evil.example/file-upload/F/x"),
+            None
+        );
+        assert_eq!(
+            download_url(base, "http://127.0.0.1:3001/file-upload/F/x"),
+            None
+        );
         assert_eq!(download_url(base, "javascript:alert(1)"), None);
         assert_eq!(download_url(base, "relative/x"), None);
+        // Other endpoints of the server are never fetched with the bot's credentials.
+        assert_eq!(download_url(base, "/api/v1/users.list"), None);
+        assert_eq!(download_url(base, "/file-upload/../api/v1/me"), None);
+        assert_eq!(download_url(base, "/file-upload/"), None);
+    }
+
+    #[test]
+    fn hostile_file_names_stay_one_segment() {
+        let base = "http://h";
+        assert_eq!(
+            download_url(base, "/file-upload/F/../../notes.txt").as_deref(),
+            Some("http://h/file-upload/F/..%2F..%2Fnotes.txt")
+        );
+        assert_eq!(
+            download_url(base, "/file-upload/F/..").as_deref(),
+            Some("http://h/file-upload/F/%2E%2E")
+        );
+        assert_eq!(
+            download_url(base, "/file-upload/F").as_deref(),
+            Some("http://h/file-upload/F/")
+        );
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub enum RocketChatError {
 /// server stamped slightly out of order are not missed (duplicates are filtered by id).
 const REPLAY_SLACK_MS: i64 = 2000;
 
+/// A link that stayed up at least this long is reopened at once when it drops (the backoff
+/// only starts if that first retry fails).
+const QUICK_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// The Rocket.Chat connector.
 pub struct RocketChatConnector {
     inner: Arc<Inner>,
@@ -319,8 +323,17 @@ impl Inner {
                     if self.cancel.is_cancelled() {
                         return;
                     }
-                    if started.elapsed() >= self.options.stable_after {
+                    let lasted = started.elapsed();
+                    if lasted >= self.options.stable_after {
                         backoff.reset();
+                    }
+                    self.set_reconnecting(Some(ended.to_string()));
+                    // A link that worked for a while and then dropped (network blip, server
+                    // closing sockets) is retried at once; only when that fails too does the
+                    // backoff start. A link that keeps dropping within a second always waits.
+                    if lasted >= QUICK_RETRY_AFTER && backoff.failures() == 0 {
+                        warn!(connector = %self.name, error = %ended, "lost the connection to Rocket.Chat; reconnecting now");
+                        continue;
                     }
                     warn!(connector = %self.name, error = %ended, "lost the connection to Rocket.Chat");
                     ended

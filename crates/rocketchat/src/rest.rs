@@ -482,33 +482,15 @@ impl RestClient {
     /// Looks a room up by name: `channels.info`, then `groups.info`. `None` when neither
     /// knows it (HTTP 400/404 or `success: false`).
     pub async fn room_by_name(&self, name: &str) -> Result<Option<RoomInfo>, RestError> {
-        for (endpoint, key, kind) in [
-            ("channels.info", "channel", RoomKind::Channel),
-            ("groups.info", "group", RoomKind::Group),
-        ] {
-            let result = self
-                .call(
-                    Method::GET,
-                    endpoint,
-                    &[("roomName", name.to_string())],
-                    None,
-                )
-                .await;
-            match result {
-                Ok(body) => {
-                    if let Some(info) = body.get(key).and_then(|r| room_info(r, Some(kind))) {
-                        return Ok(Some(info));
-                    }
-                }
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(None)
+        self.channel_or_group("roomName", name).await
     }
 
-    /// Looks a room up by id (`rooms.info`). `None` when the server does not know it.
+    /// Looks a room up by id: `channels.info`, `groups.info`, then `rooms.info` (which also
+    /// knows direct-message rooms). `None` when the server does not know it.
     pub async fn room_by_id(&self, room_id: &str) -> Result<Option<RoomInfo>, RestError> {
+        if let Some(info) = self.channel_or_group("roomId", room_id).await? {
+            return Ok(Some(info));
+        }
         match self
             .call(
                 Method::GET,
@@ -522,6 +504,31 @@ impl RestClient {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    async fn channel_or_group(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Option<RoomInfo>, RestError> {
+        for (endpoint, field, kind) in [
+            ("channels.info", "channel", RoomKind::Channel),
+            ("groups.info", "group", RoomKind::Group),
+        ] {
+            let result = self
+                .call(Method::GET, endpoint, &[(key, value.to_string())], None)
+                .await;
+            match result {
+                Ok(body) => {
+                    if let Some(info) = body.get(field).and_then(|r| room_info(r, Some(kind))) {
+                        return Ok(Some(info));
+                    }
+                }
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// One page of a room's history, newest first as the server returns it.
@@ -544,6 +551,8 @@ impl RestClient {
             ("roomId", room_id.to_string()),
             ("count", count.to_string()),
             ("unreads", "false".to_string()),
+            // Thread replies are messages to answer too (the server hides them by default).
+            ("showThreadMessages", "true".to_string()),
         ];
         if let Some(oldest) = oldest {
             query.push(("oldest", oldest.to_string()));

@@ -15,15 +15,54 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 
 const KEYS: &[&str] = &[
-    "msg", "_id", "rid", "ts", "$date", "u", "username", "name", "mentions", "files",
-    "attachments", "title", "title_link", "description", "size", "type", "tmid", "t",
-    "editedAt", "_updatedAt", "fields", "args", "eventName", "collection", "id", "result",
-    "error", "reason", "message", "subs", "session", "server_id", "version",
+    "msg",
+    "_id",
+    "rid",
+    "ts",
+    "$date",
+    "u",
+    "username",
+    "name",
+    "mentions",
+    "files",
+    "attachments",
+    "title",
+    "title_link",
+    "description",
+    "size",
+    "type",
+    "tmid",
+    "t",
+    "editedAt",
+    "_updatedAt",
+    "fields",
+    "args",
+    "eventName",
+    "collection",
+    "id",
+    "result",
+    "error",
+    "reason",
+    "message",
+    "subs",
+    "session",
+    "server_id",
+    "version",
 ];
 
 const MSGS: &[&str] = &[
-    "connected", "failed", "ping", "pong", "result", "ready", "nosub", "changed", "added",
-    "updated", "removed", "",
+    "connected",
+    "failed",
+    "ping",
+    "pong",
+    "result",
+    "ready",
+    "nosub",
+    "changed",
+    "added",
+    "updated",
+    "removed",
+    "",
 ];
 
 fn random_string(rng: &mut StdRng) -> String {
@@ -81,10 +120,19 @@ fn random_doc(rng: &mut StdRng) -> Value {
         ("_id", json!(random_string(rng))),
         ("rid", json!("R1")),
         ("msg", json!(format!("@bot {}", random_string(rng)))),
-        ("ts", json!({"$date": rng.gen_range(-10_i64..2_000_000_000_000)})),
-        ("_updatedAt", json!({"$date": rng.gen_range(0_i64..2_000_000_000_000)})),
+        (
+            "ts",
+            json!({"$date": rng.gen_range(-10_i64..2_000_000_000_000)}),
+        ),
+        (
+            "_updatedAt",
+            json!({"$date": rng.gen_range(0_i64..2_000_000_000_000)}),
+        ),
         ("u", json!({"_id": "U", "username": sender})),
-        ("mentions", json!([{"username": "bot"}, {"username": random_string(rng)}])),
+        (
+            "mentions",
+            json!([{"username": "bot"}, {"username": random_string(rng)}]),
+        ),
         ("tmid", json!(random_string(rng))),
         ("t", json!("uj")),
         ("editedAt", json!({"$date": 5})),
@@ -140,7 +188,12 @@ fn rooms() -> Vec<Room> {
 }
 
 /// Runs one document through everything that reads documents.
-fn exercise_doc(doc: &Value, settings: &Settings, ledger: &mut RoomLedger, budget: &mut TurnBudget) {
+fn exercise_doc(
+    doc: &Value,
+    settings: &Settings,
+    ledger: &mut RoomLedger,
+    budget: &mut TurnBudget,
+) {
     for room in rooms() {
         let ctx = Ctx {
             settings,
@@ -193,13 +246,25 @@ fn random_frames_and_documents_never_panic() {
             exercise_doc(&doc, &settings, &mut ledger, &mut budget);
         }
         // Truncated frames.
-        let cut = text.char_indices().map(|(i, _)| i).nth(text.chars().count() / 2).unwrap_or(0);
+        let cut = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .nth(text.chars().count() / 2)
+            .unwrap_or(0);
         let _ = parse_frame(&text[..cut]);
         // Documents straight into normalization.
         exercise_doc(&random_doc(&mut rng), &settings, &mut ledger, &mut budget);
-        exercise_doc(&random_value(&mut rng, 0), &settings, &mut ledger, &mut budget);
+        exercise_doc(
+            &random_value(&mut rng, 0),
+            &settings,
+            &mut ledger,
+            &mut budget,
+        );
     }
-    assert!(room_messages > 1000, "too few frames reached normalization: {room_messages}");
+    assert!(
+        room_messages > 1000,
+        "too few frames reached normalization: {room_messages}"
+    );
 }
 
 #[test]
