@@ -140,7 +140,7 @@ fn analyze_source(src: &str, depth: u32, sink: &mut Sink) {
         sink.opaque(src, "not a complete, valid bash command");
         return;
     }
-    text_net(root, src, sink);
+    let before = sink.opaque.len();
     let mut walker = Walker {
         src,
         sink,
@@ -148,6 +148,10 @@ fn analyze_source(src: &str, depth: u32, sink: &mut Sink) {
         nesting: 0,
     };
     walker.statement(root);
+    // The net only matters when the walk found nothing (it never makes a call approvable).
+    if sink.opaque.len() == before {
+        text_net(root, src, sink);
+    }
 }
 
 /// Checks tree-sitter cannot be trusted with: control characters, and a line continuation that
@@ -217,7 +221,7 @@ fn text_net(root: Node<'_>, src: &str, sink: &mut Sink) {
         };
         if let Some(what) = hit {
             if !in_inert(i) && !escaped(i) {
-                let end = (i + SNIPPET_CHARS).min(src.len());
+                let end = (i + 40).min(src.len());
                 let end = (end..=src.len())
                     .find(|&e| src.is_char_boundary(e))
                     .unwrap_or(src.len());
@@ -243,13 +247,11 @@ fn collect_inert(
             return;
         }
         "arithmetic_expansion" => arith.push(node.start_byte()),
-        "heredoc_redirect" => {
-            if heredoc_is_quoted(node, src) {
-                let mut cursor = node.walk();
-                for child in node.children(&mut cursor) {
-                    if child.kind() == "heredoc_body" {
-                        inert.push((child.start_byte(), child.end_byte()));
-                    }
+        "heredoc_redirect" if heredoc_is_quoted(node, src) => {
+            let mut cursor = node.walk();
+            for child in node.children(&mut cursor) {
+                if child.kind() == "heredoc_body" {
+                    inert.push((child.start_byte(), child.end_byte()));
                 }
             }
         }

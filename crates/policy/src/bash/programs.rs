@@ -40,7 +40,12 @@ pub(super) fn analyze(w: &mut Walker<'_, '_>, name: &str, inv: &Invocation) {
         }
         "source" | "." => opaque(w, inv, "runs the commands of a file"),
         "coproc" => opaque(w, inv, "coprocesses are not analysed"),
-        "su" | "runuser" | "sg" | "script" | "at" | "batch" | "parallel" | "fc" | "let" => {
+        "let" => opaque(
+            w,
+            inv,
+            "arithmetic on variables (bash evaluates code hidden in their values)",
+        ),
+        "su" | "runuser" | "sg" | "script" | "at" | "batch" | "parallel" | "fc" => {
             opaque(w, inv, "runs commands this check cannot see")
         }
         "trap" => {
@@ -1199,20 +1204,61 @@ fn awk(w: &mut Walker<'_, '_>, words: &[Word]) {
         return;
     }
     for p in &programs {
-        let writes = (p.contains("print") || p.contains("printf")) && p.contains('>');
-        if p.contains("system")
-            || p.contains('|')
-            || writes
-            || p.contains("@load")
-            || p.contains("@include")
-        {
+        if awk_program_risky(p) {
             w.opaque_text(
                 p,
-                "awk program that runs commands or writes files (system, |, print >)",
+                "awk program that runs commands or writes files (system, pipes, print >)",
             );
             return;
         }
     }
+}
+
+/// Whether an awk program may run a command, write a file or open a socket: `system`,
+/// `@load`/`@include`, gawk's `/inet/…` files,
+/// `… | getline`, or a `print`/`printf` statement with `>` or `|` outside strings.
+fn awk_program_risky(p: &str) -> bool {
+    if ["system", "@load", "@include", "/inet"]
+        .iter()
+        .any(|k| p.contains(k))
+    {
+        return true;
+    }
+    let b = p.as_bytes();
+    // `"cmd" | getline` / `"cmd" |& getline`.
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'|' {
+            let rest = p[i + 1..].trim_start_matches('&').trim_start();
+            if rest.starts_with("getline") {
+                return true;
+            }
+        }
+    }
+    let mut search = 0;
+    while let Some(pos) = p[search..].find("print") {
+        let start = search + pos + "print".len();
+        let mut in_string = false;
+        let mut escaped = false;
+        for &c in &b[start..] {
+            if in_string {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                b'"' => in_string = true,
+                b'>' | b'|' => return true,
+                b';' | b'}' | b'\n' => break,
+                _ => {}
+            }
+        }
+        search = start;
+    }
+    false
 }
 
 /// sed: `-f FILE` is opaque; scripts may not use `e`, `w`/`W` or the `e`/`w` flags of `s`

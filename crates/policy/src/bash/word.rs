@@ -176,10 +176,10 @@ pub(crate) fn has_brace_expansion(text: &str) -> bool {
 }
 
 /// Whether `name` may be run as a command name by a params rule: plain ASCII letters, digits and
-/// `_ . + - : /`, or exactly `[`; a path must be absolute or start with `./` or `~/` and may not
+/// `_ . + - : /`, or exactly `[` or `.`; a path must be absolute or start with `./` or `~/` and may not
 /// step through `.`/`..` components (so `ls/../../bin/rm` cannot pass as `ls…`).
 pub(crate) fn plain_command_name(name: &str) -> bool {
-    if name == "[" {
+    if name == "[" || name == "." {
         return true;
     }
     if name.is_empty() || name.starts_with('-') {
@@ -243,7 +243,7 @@ mod tests {
             "rm;",
             "~root/x",
             "",
-            ".",
+            "..",
             "ｒm",
         ] {
             assert!(!plain_command_name(bad), "{bad}");
