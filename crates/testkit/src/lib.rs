@@ -6,9 +6,12 @@
 //! - [`openai`]: a scriptable mock of the OpenAI Chat Completions API ([`openai::MockOpenAI`])
 //!   that the real OpenCode CLI talks to offline.
 //! - [`agents`]: locating the pinned agent CLIs and giving each run an isolated, offline home.
+//! - [`rocketchat`]: a faithful fake Rocket.Chat server (REST + DDP, 7.x and 8.x) with fault
+//!   injection and helpers that act as human users ([`rocketchat::FakeRocketChat`]).
 //!
 //! The `acg-testkit` binary serves the same fakes standalone for demos and benchmarks.
 
 pub mod agents;
 pub mod anthropic;
 pub mod openai;
+pub mod rocketchat;

@@ -2,6 +2,8 @@
 //!
 //! `acg-testkit mock-anthropic --port 8080` serves a mock Anthropic Messages API that answers
 //! every turn with a fixed text; point a Claude CLI at it with `ANTHROPIC_BASE_URL`.
+//! `acg-testkit fake-rocketchat --port 3000 --seed seed.yaml [--version 8.1.0]` serves a fake
+//! Rocket.Chat (REST + DDP) with the users and rooms of the seed file.
 //! `acg-testkit mock-openai --port 8081` does the same for the OpenAI Chat Completions API
 //! (an OpenCode provider's `baseURL` is the printed `…/v1` URL).
 
@@ -52,6 +54,21 @@ enum Command {
         #[arg(long)]
         log_requests: bool,
     },
+    /// Serve a fake Rocket.Chat (REST + DDP) on 127.0.0.1.
+    FakeRocketchat {
+        /// The port to listen on (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// YAML or JSON file with `users` and `rooms` (see docs/fake-rocketchat.md).
+        #[arg(long)]
+        seed: Option<std::path::PathBuf>,
+        /// The Rocket.Chat version to imitate (7.x or 8.x).
+        #[arg(long, default_value = "7.10.0")]
+        version: String,
+        /// `Message_MaxAllowedSize`.
+        #[arg(long, default_value_t = 5000)]
+        max_message_size: usize,
+    },
 }
 
 #[tokio::main]
@@ -88,6 +105,31 @@ async fn main() -> anyhow::Result<()> {
                 r = tokio::signal::ctrl_c() => r?,
                 () = log_openai_requests(&mock, log_requests) => {}
             }
+        }
+        Command::FakeRocketchat {
+            port,
+            seed,
+            version,
+            max_message_size,
+        } => {
+            use acg_testkit::rocketchat::{FakeOptions, FakeRocketChat, Seed};
+            let seed = match seed {
+                Some(path) => Seed::from_file(&path)?,
+                None => Seed::default(),
+            };
+            let options = FakeOptions {
+                port,
+                message_max_allowed_size: max_message_size,
+                ..FakeOptions::new(&version, seed)
+            };
+            let fake = FakeRocketChat::start(options).await?;
+            // The URL line is the contract for scripts that start us with --port 0.
+            println!(
+                "fake-rocketchat {} listening on {}",
+                fake.version(),
+                fake.url()
+            );
+            tokio::signal::ctrl_c().await?;
         }
     }
     Ok(())
