@@ -1158,3 +1158,125 @@ impl Connector for RocketChatConnector {
         Ok(entries)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use acg_config::model::{AgentChainSettings, AttachmentSettings};
+    use acg_core::{Role, Sender};
+
+    fn config(url: &str) -> ChatServerConfig {
+        ChatServerConfig {
+            url: url.into(),
+            username: "bot".into(),
+            password: "pw".into(),
+            team: None,
+            token: None,
+            owners: vec!["alice".into()],
+            guests: vec![],
+            attachments: AttachmentSettings {
+                max_file_size_mb: 10.0,
+                download_timeout: Duration::from_secs(30),
+                cache_dir: String::new(),
+                cache_dir_global: std::env::temp_dir().join("acg-rc-unit"),
+            },
+            reply_in_thread: false,
+            permission_reply_in_thread: true,
+            require_mention: true,
+            filter_sender: true,
+            agent_chain: AgentChainSettings {
+                agent_usernames: vec!["wavebro".into()],
+                max_turns: 5,
+                ttl: Duration::from_secs(3600),
+            },
+            timezone: "America/Los_Angeles".into(),
+        }
+    }
+
+    #[test]
+    fn urls_must_be_http() {
+        assert!(matches!(
+            RocketChatConnector::new(
+                "rc",
+                config("chat.example.com"),
+                RocketChatOptions::default()
+            ),
+            Err(RocketChatError::BadUrl(_))
+        ));
+        let rc = RocketChatConnector::new(
+            "rc",
+            config("https://chat.example.com/"),
+            RocketChatOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(rc.inner.ws_url, "wss://chat.example.com/websocket");
+        assert_eq!(rc.inner.rest.base(), "https://chat.example.com");
+        let rc = RocketChatConnector::new(
+            "rc",
+            config("http://127.0.0.1:3000"),
+            RocketChatOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(rc.inner.ws_url, "ws://127.0.0.1:3000/websocket");
+        assert_eq!(rc.connection_state(), ConnectionState::Disconnected);
+        assert_eq!(rc.message_limit(), DEFAULT_MESSAGE_LIMIT);
+    }
+
+    #[test]
+    fn header_for_messages_the_gateway_injects() {
+        let rc = RocketChatConnector::new(
+            "rc",
+            config("http://127.0.0.1:1"),
+            RocketChatOptions::default(),
+        )
+        .unwrap();
+        let msg = IncomingMessage {
+            id: "sched-1".into(),
+            room: Room {
+                id: "R".into(),
+                name: "general".into(),
+                kind: RoomKind::Channel,
+            },
+            sender: Sender {
+                id: "scheduler".into(),
+                username: "scheduler".into(),
+                display_name: Some("Scheduler".into()),
+            },
+            role: Role::Owner,
+            text: "run the report".into(),
+            timestamp_ms: Some(1_777_052_400_000),
+            thread_id: None,
+            permission_thread_id: None,
+            mentions: vec![],
+            attachments: vec![],
+            warnings: vec![],
+            prompt_header: String::new(),
+        };
+        assert_eq!(
+            rc.header_for_injected(&msg).as_deref(),
+            Some("[Rocket.Chat #general | from: scheduler | role: owner | day: Fri | ts: 2026-04-24T10:40:00-07:00 | to: *]")
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_waited_for_without_a_link() {
+        let rc = RocketChatConnector::new(
+            "rc",
+            config("http://127.0.0.1:1"),
+            RocketChatOptions::default(),
+        )
+        .unwrap();
+        let room = Room {
+            id: "R".into(),
+            name: "general".into(),
+            kind: RoomKind::Channel,
+        };
+        // Not connected: typing returns at once, subscribe only records the room.
+        rc.set_typing(&room, None, true).await;
+        rc.subscribe(&room, Some(5)).await.unwrap();
+        assert!(rc.active_rooms().is_empty());
+        assert_eq!(lock(&rc.inner.rooms).len(), 1);
+        rc.unsubscribe(&room).await;
+        assert!(lock(&rc.inner.rooms).is_empty());
+    }
+}
