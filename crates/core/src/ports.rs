@@ -165,4 +165,11 @@ pub trait AgentBackend: Send + Sync + 'static {
 
     /// Best-effort removal of a session the gateway no longer needs.
     async fn delete_session(&self, _session_id: &str, _working_directory: &Path) {}
+
+    /// A one-line state of the backend's own machinery for `status` and `list`, when it has
+    /// any (e.g. an OpenCode sidecar server that is restarting or was given up on); `None`
+    /// (the default) = nothing beyond "configured".
+    fn health(&self) -> Option<String> {
+        None
+    }
 }
