@@ -649,15 +649,46 @@ impl Inner {
     }
 
     /// Every message of a room after `after_ms`, oldest first, paging back until the range
-    /// is covered (or the page budget is spent, which is logged).
+    /// is covered (or the page budget is spent, which is logged as possible loss).
     async fn history_since(&self, room: &Room, after_ms: i64) -> Result<Vec<Value>, RestError> {
+        let budget = self.options.history_page_size.max(1) as usize
+            * self.options.history_max_pages.max(1) as usize;
+        let (docs, complete) = self
+            .history_range(room, Some(after_ms), None, budget)
+            .await?;
+        if !complete {
+            warn!(
+                connector = %self.name,
+                room = %room.name,
+                messages = docs.len(),
+                "replay stopped at its limit: older messages posted while disconnected may be lost"
+            );
+        }
+        Ok(docs)
+    }
+
+    /// The newest `limit` messages of a room strictly between `after_ms` and `before_ms`,
+    /// oldest first, paging back from `before_ms` (or now); and whether the range was covered.
+    async fn history_range(
+        &self,
+        room: &Room,
+        after_ms: Option<i64>,
+        before_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, bool), RestError> {
         let page_size = self.options.history_page_size.max(1);
-        let oldest = iso_utc(after_ms);
-        let mut latest: Option<i64> = None;
+        let oldest = after_ms.and_then(iso_utc);
+        let in_range = |ts: Option<i64>| match ts {
+            Some(ts) => after_ms.is_none_or(|a| ts > a) && before_ms.is_none_or(|b| ts < b),
+            None => true,
+        };
+        let mut latest = before_ms;
         let mut docs: Vec<Value> = Vec::new();
-        let mut complete = false;
-        for _ in 0..self.options.history_max_pages.max(1) {
-            let latest_iso = latest.and_then(iso_utc);
+        let mut ids = std::collections::HashSet::new();
+        let complete = loop {
+            if docs.len() >= limit {
+                break false;
+            }
             let page = self
                 .rest
                 .history_page(
@@ -665,7 +696,7 @@ impl Inner {
                     &room.id,
                     page_size,
                     oldest.as_deref(),
-                    latest_iso.as_deref(),
+                    latest.and_then(iso_utc).as_deref(),
                     true,
                 )
                 .await?;
@@ -674,35 +705,33 @@ impl Inner {
                 .iter()
                 .filter_map(|d| d.get("ts").and_then(parse_time_ms))
                 .min();
-            docs.extend(page);
-            if !full {
-                complete = true;
-                break;
-            }
-            match page_oldest {
-                Some(ts) if Some(ts) != latest => latest = Some(ts),
-                _ => {
-                    warn!(connector = %self.name, room = %room.name, "history paging made no progress (many messages with one timestamp); some may be missing");
-                    complete = true;
-                    break;
+            let mut added = 0;
+            for doc in page {
+                let new = match doc.get("_id").and_then(Value::as_str) {
+                    Some(id) => ids.insert(id.to_string()),
+                    None => true,
+                };
+                if new && in_range(doc.get("ts").and_then(parse_time_ms)) {
+                    docs.push(doc);
+                    added += 1;
                 }
             }
-        }
-        if !complete {
-            warn!(
-                connector = %self.name,
-                room = %room.name,
-                pages = self.options.history_max_pages,
-                "replay stopped at its page limit: older messages posted while disconnected may be lost"
-            );
-        }
-        let mut seen = std::collections::HashSet::new();
-        docs.retain(|d| match d.get("_id").and_then(Value::as_str) {
-            Some(id) => seen.insert(id.to_string()),
-            None => true,
-        });
+            if !full {
+                break true;
+            }
+            match page_oldest {
+                Some(ts) if added > 0 && Some(ts) != latest => latest = Some(ts),
+                _ => {
+                    warn!(connector = %self.name, room = %room.name, "history paging made no progress (many messages with one timestamp); some may be missing");
+                    break true;
+                }
+            }
+        };
         docs.sort_by_key(|d| d.get("ts").and_then(parse_time_ms).unwrap_or(i64::MIN));
-        Ok(docs)
+        if docs.len() > limit {
+            docs.drain(..docs.len() - limit);
+        }
+        Ok((docs, complete))
     }
 
     /// Posts one chunk, retrying transient failures.
@@ -1115,15 +1144,12 @@ impl Connector for RocketChatConnector {
         query: HistoryQuery,
     ) -> Result<Vec<HistoryEntry>, ConnectorError> {
         let inner = &self.inner;
-        let docs = inner
-            .rest
-            .history_page(
-                room.kind,
-                &room.id,
-                query.count.max(1),
-                query.after_ms.and_then(iso_utc).as_deref(),
-                query.before_ms.and_then(iso_utc).as_deref(),
-                false,
+        let (docs, _) = inner
+            .history_range(
+                room,
+                query.after_ms,
+                query.before_ms,
+                query.count.max(1) as usize,
             )
             .await
             .map_err(|e| not_connected(&e))?;

@@ -777,3 +777,66 @@ async fn malformed_frames_do_not_break_the_link() {
     rec.wait_text("still fine").await;
     assert_eq!(rc.connection_state(), ConnectionState::Connected);
 }
+
+#[tokio::test]
+async fn replay_pages_until_caught_up() {
+    let fake = fake("7.10.0").await;
+    let alice = fake.login_as("alice").unwrap();
+    let anchor = alice.post("dev", "@bot answered").await.unwrap();
+    let watermark = acg_rocketchat::doc::parse_time_ms(&anchor["ts"]).unwrap();
+    let expected: Vec<String> = (0..10).map(|i| format!("missed {i}")).collect();
+    for text in &expected {
+        alice.post("dev", &format!("@bot {text}")).await.unwrap();
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let options = RocketChatOptions {
+        history_page_size: 3,
+        ..quick_options()
+    };
+    let (rc, rec) = connected(&fake, cache.path(), options).await;
+    let room = rc.resolve_room("dev").await.unwrap();
+    rc.subscribe(&room, Some(watermark)).await.unwrap();
+    rec.wait_text("missed 9").await;
+    assert_eq!(rec.texts(), expected);
+}
+
+#[tokio::test]
+async fn history_fetch_pages_and_honours_bounds() {
+    let fake = fake("7.10.0").await;
+    let alice = fake.login_as("alice").unwrap();
+    let mut stamps = Vec::new();
+    for i in 0..6 {
+        let doc = alice.post("dev", &format!("m{i}")).await.unwrap();
+        stamps.push(acg_rocketchat::doc::parse_time_ms(&doc["ts"]).unwrap());
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let options = RocketChatOptions {
+        history_page_size: 2,
+        ..quick_options()
+    };
+    let (rc, _rec) = connected(&fake, cache.path(), options).await;
+    let room = rc.resolve_room("dev").await.unwrap();
+    let texts = |entries: Vec<acg_core::HistoryEntry>| -> Vec<String> {
+        entries.into_iter().map(|e| e.text).collect()
+    };
+    let query = |count, after_ms, before_ms| HistoryQuery {
+        count,
+        after_ms,
+        before_ms,
+    };
+    let deadline = Instant::now() + PATIENCE;
+    let newest = loop {
+        let got = texts(rc.fetch_history(&room, query(4, None, None)).await.unwrap());
+        if got.last().map(String::as_str) == Some("m5") || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(newest, vec!["m2", "m3", "m4", "m5"]);
+    let between = texts(
+        rc.fetch_history(&room, query(50, Some(stamps[1]), Some(stamps[4])))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(between, vec!["m2", "m3"]);
+}
