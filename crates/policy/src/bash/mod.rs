@@ -36,6 +36,10 @@ pub const WRITE_PREFIX: &str = "> ";
 const MAX_REPARSE_DEPTH: u32 = 4;
 /// How deeply statements and wrappers may nest before the call is opaque.
 const MAX_NESTING: u32 = 64;
+/// Most opaque constructs reported for one call.
+const MAX_OPAQUE: usize = 16;
+/// Deepest syntax tree walked (the walk is recursive); deeper input is opaque.
+const MAX_TREE_DEPTH: usize = 256;
 /// Longest snippet quoted in an [`Opaque`].
 const SNIPPET_CHARS: usize = 80;
 
@@ -80,6 +84,9 @@ struct Sink {
 
 impl Sink {
     fn opaque(&mut self, snippet: &str, reason: impl Into<String>) {
+        if self.opaque.len() >= MAX_OPAQUE {
+            return; // one is enough to decide; the rest would only bloat the explanation
+        }
         let reason = reason.into();
         let snippet = shorten(snippet);
         if !self
@@ -140,6 +147,10 @@ fn analyze_source(src: &str, depth: u32, sink: &mut Sink) {
         sink.opaque(src, "not a complete, valid bash command");
         return;
     }
+    if tree_depth_exceeds(&tree, MAX_TREE_DEPTH) {
+        sink.opaque(src, "nested too deeply to check");
+        return;
+    }
     let before = sink.opaque.len();
     let mut walker = Walker {
         src,
@@ -151,6 +162,30 @@ fn analyze_source(src: &str, depth: u32, sink: &mut Sink) {
     // The net only matters when the walk found nothing (it never makes a call approvable).
     if sink.opaque.len() == before {
         text_net(root, src, sink);
+    }
+}
+
+/// Whether any node lies deeper than `limit` (walked without recursion).
+fn tree_depth_exceeds(tree: &Tree, limit: usize) -> bool {
+    let mut cursor = tree.walk();
+    let mut depth = 0usize;
+    loop {
+        if cursor.goto_first_child() {
+            depth += 1;
+            if depth > limit {
+                return true;
+            }
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return false;
+            }
+            depth -= 1;
+        }
     }
 }
 
@@ -193,8 +228,15 @@ fn text_net(root: Node<'_>, src: &str, sink: &mut Sink) {
     let mut inert: Vec<(usize, usize)> = Vec::new();
     let mut arithmetic_starts: Vec<usize> = Vec::new();
     collect_inert(root, src, &mut inert, &mut arithmetic_starts);
+    inert.sort_unstable();
+    arithmetic_starts.sort_unstable();
     let bytes = src.as_bytes();
-    let in_inert = |i: usize| inert.iter().any(|&(s, e)| i >= s && i < e);
+    // The ranges never overlap (collect_inert does not look inside one), so only the last
+    // range starting at or before `i` can cover it.
+    let in_inert = |i: usize| {
+        let upto = inert.partition_point(|&(s, _)| s <= i);
+        upto > 0 && i < inert[upto - 1].1
+    };
     let escaped = |i: usize| {
         let mut n = 0;
         let mut j = i;
@@ -210,7 +252,7 @@ fn text_net(root: Node<'_>, src: &str, sink: &mut Sink) {
         let hit = match (b, next) {
             (b'`', _) => Some("command substitution"),
             (b'$', Some(b'(')) => {
-                if bytes.get(i + 2) == Some(&b'(') && arithmetic_starts.contains(&i) {
+                if bytes.get(i + 2) == Some(&b'(') && arithmetic_starts.binary_search(&i).is_ok() {
                     None
                 } else {
                     Some("command substitution")
@@ -252,8 +294,11 @@ fn collect_inert(
             for child in node.children(&mut cursor) {
                 if child.kind() == "heredoc_body" {
                     inert.push((child.start_byte(), child.end_byte()));
+                } else {
+                    collect_inert(child, src, inert, arith);
                 }
             }
+            return;
         }
         _ => {}
     }
@@ -458,6 +503,15 @@ impl<'s, 'k> Walker<'s, 'k> {
                     match field {
                         Some("body") => self.statement(child),
                         Some("value") => self.check_expansions(child),
+                        Some("variable") => {
+                            let name = self.text(child);
+                            if dangerous_variable(name) {
+                                let reason = format!(
+                                    "sets {name}, which changes what later programs load or run"
+                                );
+                                self.opaque(child, reason);
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -944,6 +998,18 @@ impl<'s, 'k> Walker<'s, 'k> {
         if children.get(1).is_some_and(|c| c.kind() == "!") {
             self.opaque(node, "indirect expansion `${!…}`");
         }
+        if ops.iter().any(|o| *o == "=" || *o == ":=") {
+            let assigned = children
+                .iter()
+                .find(|c| c.kind() == "variable_name")
+                .map(|c| node_text(*c, self.src))
+                .unwrap_or("");
+            if dangerous_variable(assigned) {
+                let reason =
+                    format!("sets {assigned}, which changes what later programs load or run");
+                self.opaque(node, reason);
+            }
+        }
         if ops.contains(&"@") {
             self.opaque(
                 node,
@@ -1049,6 +1115,9 @@ impl<'s, 'k> Walker<'s, 'k> {
                                 child,
                                 "integer attribute (values are evaluated as arithmetic)",
                             );
+                        }
+                        if v.starts_with('-') && v.contains('n') {
+                            self.opaque(child, "name reference (assigns to another variable)");
                         }
                     }
                     self.check_name_argument(child);

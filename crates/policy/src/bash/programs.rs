@@ -83,9 +83,27 @@ pub(super) fn analyze(w: &mut Walker<'_, '_>, name: &str, inv: &Invocation) {
                     "option that makes the builtin run a command or remap one",
                 )
             }
+            if matches!(base, "mapfile" | "readarray") {
+                name_arguments(w, base, words);
+            }
         }
         "export" | "declare" | "typeset" | "local" | "readonly" | "read" | "unset" | "getopts" => {
             name_arguments(w, base, words)
+        }
+        "set" => {
+            let history = words[1..].iter().any(|a| match a.val() {
+                Some(v) => {
+                    ((v.starts_with('-') || v.starts_with('+'))
+                        && !v.starts_with("--")
+                        && v.contains('H'))
+                        || v == "histexpand"
+                        || v == "history"
+                }
+                None => true,
+            });
+            if history {
+                opaque(w, inv, "history expansion re-runs earlier command lines");
+            }
         }
         "printf" | "test" | "[" | "wait" => {
             let flag = match base {
@@ -135,6 +153,13 @@ fn short_cluster_has(v: &str, letters: &str) -> bool {
 }
 
 fn check_name_word(w: &mut Walker<'_, '_>, word: &Word) {
+    if let Some(v) = word.val() {
+        let name = v.strip_prefix("-v").filter(|n| !n.is_empty()).unwrap_or(v);
+        if super::dangerous_variable(name) {
+            let reason = format!("sets {name}, which changes what later programs load or run");
+            w.opaque_text(&word.text, reason);
+        }
+    }
     if word.text.contains('[') && !subscript_literal(word.val()) {
         w.opaque_text(
             &word.text,
@@ -154,10 +179,18 @@ fn name_arguments(w: &mut Walker<'_, '_>, base: &str, words: &[Word]) {
                         format!("sets {name}, which changes what later programs load or run");
                     w.opaque_text(&a.text, reason);
                 }
+            } else if matches!(base, "read" | "getopts" | "mapfile" | "readarray") {
+                if super::dangerous_variable(v) {
+                    let reason = format!("sets {v}, which changes what later programs load or run");
+                    w.opaque_text(&a.text, reason);
+                }
             } else if matches!(
                 base,
                 "export" | "declare" | "typeset" | "local" | "readonly"
             ) {
+                if v.starts_with('-') && v.contains('n') {
+                    w.opaque_text(&a.text, "name reference (assigns to another variable)");
+                }
                 if super::dangerous_variable(v) {
                     let reason =
                         format!("exports {v}, which changes what later programs load or run");
@@ -791,11 +824,14 @@ fn shell(w: &mut Walker<'_, '_>, words: &[Word]) {
             Some(script) => w.reparse(script),
             None => run_time_args(w, first),
         },
-        Some(script) => {
-            if script.val().is_none() {
-                run_time_args(w, script);
-            }
-        }
+        Some(script) => match script.val() {
+            None => run_time_args(w, script),
+            Some(path) if reads_stdin_or_device(path) => w.opaque_text(
+                &script.text,
+                "the shell reads its commands from stdin or a device",
+            ),
+            Some(_) => {}
+        },
         None if command_mode => w.opaque_text(&words[0].text, "`-c` without a command string"),
         None if query => {}
         None => w.opaque_text(&words[0].text, "the shell reads its commands from stdin"),
@@ -1271,12 +1307,9 @@ fn sed_command(w: &mut Walker<'_, '_>, words: &[Word]) {
     while i < words.len() {
         let word = &words[i];
         let Some(v) = word.val() else {
-            if !script_given && scripts.is_empty() {
-                run_time_args(w, word);
-                return;
-            }
-            i += 1;
-            continue;
+            // Even a file name computed at run time may turn out to be an option (`-e…`).
+            run_time_args(w, word);
+            return;
         };
         if v == "--" {
             break;
@@ -1412,7 +1445,18 @@ fn interpreter(w: &mut Walker<'_, '_>, base: &str, inv: &Invocation) {
             inv,
             "the interpreter runs inline code or takes options this check does not analyse",
         );
+    } else if reads_stdin_or_device(v) {
+        opaque(
+            w,
+            inv,
+            "the interpreter reads its program from stdin or a device",
+        );
     }
+}
+
+/// `/dev/stdin`, `/dev/fd/0`, `/proc/self/fd/0`, …: a "script file" that is really a stream.
+fn reads_stdin_or_device(path: &str) -> bool {
+    path.starts_with("/dev/") || path.starts_with("/proc/")
 }
 
 fn is_interpreter(base: &str) -> bool {

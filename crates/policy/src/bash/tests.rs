@@ -220,3 +220,101 @@ fn interpreters_with_script_files_are_plain() {
     assert_eq!(clean("node --version"), ["node --version"]);
     assert_eq!(clean("bash ./build.sh"), ["bash ./build.sh"]);
 }
+
+#[test]
+fn hostile_sizes_and_nesting_do_not_crash() {
+    let deep_subshells = format!("{}ls{}", "(".repeat(20_000), ")".repeat(20_000));
+    assert!(is_opaque(&deep_subshells));
+    let deep_expansions = format!("echo {}x{}", "${x:-".repeat(5_000), "}".repeat(5_000));
+    assert!(is_opaque(&deep_expansions));
+    let deep_strings = format!("echo {}", "\"$(".repeat(3_000));
+    assert!(is_opaque(&deep_strings));
+    let braces = format!("echo {}", "{".repeat(200_000));
+    let _ = split_bash(&braces);
+    let many = "echo $(x) ".repeat(10_000);
+    let a = split_bash(&many);
+    assert!(!a.opaque.is_empty() && a.opaque.len() <= 16);
+    let wrappers = format!("{}ls", "sudo ".repeat(500));
+    assert!(is_opaque(&wrappers));
+    let long_heredoc = format!("cat <<'EOF'\n{}\nEOF", "x `y` $(z)\n".repeat(20_000));
+    assert!(!is_opaque(&long_heredoc));
+}
+
+#[test]
+fn random_input_never_panics() {
+    // A deterministic generator over shell-significant characters.
+    const ALPHABET: &[&str] = &[
+        " ", "\n", "\t", "\\", "'", "\"", "`", "$", "(", ")", "{", "}", "[", "]", "<", ">", "|",
+        "&", ";", "#", "=", "*", "?", "!", "~", "-", ",", ".", "/", "a", "ls", "rm", "x", "0", "1",
+        "<<", "EOF", "$(", "${", "$((", "<(", ">(", "-c", "-exec", "sudo", "bash", "find", "xargs",
+        "git", "sed", "awk", "é", "\r",
+    ];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3_000 {
+        let len = (next() % 40) as usize;
+        let mut s = String::new();
+        for _ in 0..len {
+            s.push_str(ALPHABET[(next() % ALPHABET.len() as u64) as usize]);
+        }
+        let a = split_bash(&s);
+        assert!(!a.params.is_empty(), "{s:?}");
+    }
+}
+
+/// The tables of docs/permissions.md.
+#[test]
+fn documented_examples() {
+    let rows: &[(&str, &[&str])] = &[
+        ("git status && npm test", &["git status", "npm test"]),
+        ("(cd /srv && ls)", &["cd /srv", "ls"]),
+        ("{ ls; pwd; }", &["ls", "pwd"]),
+        ("if test -f x; then cat x; fi", &["test -f x", "cat x"]),
+        ("for f in *.rs; do wc -l \"$f\"; done", &["wc -l \"$f\""]),
+        ("FOO=bar make", &["FOO=bar make"]),
+        ("x=1", &["x=1"]),
+        ("[[ -f x ]] && cat x", &["cat x"]),
+        ("# just a comment", &["# just a comment"]),
+        ("echo hi > /tmp/out", &["echo hi", "> /tmp/out"]),
+        ("npm test 2>> ~/test.log", &["npm test", "> ~/test.log"]),
+        ("echo x > /tmp/../etc/passwd", &["echo x", "> /etc/passwd"]),
+        ("make 2>&1 | tee build.log", &["make", "tee build.log"]),
+        ("sudo ls -la /root", &["sudo ls -la /root", "ls -la /root"]),
+        ("timeout 60 npm test", &["timeout 60 npm test", "npm test"]),
+        ("env -u DEBUG make", &["env -u DEBUG make", "make"]),
+        ("env CI=1 make", &["env CI=1 make", "CI=1 make"]),
+        (
+            "find . -type f | xargs grep foo",
+            &["find . -type f", "xargs grep foo", "grep foo …"],
+        ),
+        (
+            "xargs -I{} cp {} /backup",
+            &["xargs -I{} cp {} /backup", "cp {} /backup"],
+        ),
+        (
+            "bash -c 'make && make install'",
+            &["bash -c 'make && make install'", "make", "make install"],
+        ),
+        ("watch -n 5 'ls -la'", &["watch -n 5 'ls -la'", "ls -la"]),
+        ("ssh build-host make", &["ssh build-host make", "make"]),
+        (
+            "find . -fprint /tmp/list",
+            &["find . -fprint /tmp/list", "> /tmp/list"],
+        ),
+    ];
+    for (cmd, want) in rows {
+        assert_eq!(clean(cmd), *want, "{cmd:?}");
+    }
+    for quoted in [
+        "echo '$(id)'",
+        "grep -e '$(' file",
+        "cat <<'EOF'\n$(id)\nEOF",
+    ] {
+        assert!(!is_opaque(quoted), "{quoted:?}");
+    }
+}

@@ -146,31 +146,30 @@ fn unescape_double_quoted(inner: &str) -> String {
 /// Whether the text may undergo brace expansion (`{a,b}`, `{1..3}`), quoted parts included
 /// (a false positive only makes an analyzer more careful).
 pub(crate) fn has_brace_expansion(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'{' {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < bytes.len() {
-                match bytes[j] {
-                    b'{' => depth += 1,
-                    b'}' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    _ => {}
+    // One pass: a stack of open braces, each remembering whether it saw `,` or `..`.
+    let mut open: Vec<bool> = Vec::new();
+    let mut prev = '\0';
+    for c in text.chars() {
+        match c {
+            '{' => open.push(false),
+            '}' => {
+                if open.pop() == Some(true) {
+                    return true;
                 }
-                j += 1;
             }
-            let inner = &text[i + 1..j.min(text.len())];
-            if j < bytes.len() && (inner.contains(',') || inner.contains("..")) {
-                return true;
+            ',' => {
+                if let Some(top) = open.last_mut() {
+                    *top = true;
+                }
             }
+            '.' if prev == '.' => {
+                if let Some(top) = open.last_mut() {
+                    *top = true;
+                }
+            }
+            _ => {}
         }
-        i += 1;
+        prev = c;
     }
     false
 }
@@ -258,5 +257,7 @@ mod tests {
         assert!(!has_brace_expansion("{}"));
         assert!(!has_brace_expansion("{fd}"));
         assert!(!has_brace_expansion("a{"));
+        assert!(has_brace_expansion("{a{b}c,d}"));
+        assert!(!has_brace_expansion("{a,b"));
     }
 }
