@@ -150,13 +150,11 @@ pub(crate) fn has_brace_expansion(text: &str) -> bool {
     let mut open: Vec<bool> = Vec::new();
     let mut prev = '\0';
     for c in text.chars() {
+        if c == '}' && open.pop() == Some(true) {
+            return true;
+        }
         match c {
             '{' => open.push(false),
-            '}' => {
-                if open.pop() == Some(true) {
-                    return true;
-                }
-            }
             ',' => {
                 if let Some(top) = open.last_mut() {
                     *top = true;
