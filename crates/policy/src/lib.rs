@@ -20,6 +20,8 @@
 //! [`check_from_config`] for `agent-chat-gateway policy check`, [`audit::AuditLog`] for the
 //! trail. `docs/permissions.md` explains the semantics to users.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod bash;
 pub mod input;

@@ -872,7 +872,8 @@ impl<'s, 'k> Walker<'s, 'k> {
         }
         self.param(inv.text.clone());
         for a in &inv.assignments {
-            if let Some((name, _)) = a.text.split_once('=') {
+            let written = a.value.as_deref().unwrap_or(&a.text);
+            if let Some((name, _)) = written.split_once('=') {
                 let name = name.trim_end_matches('+');
                 if dangerous_variable(name) {
                     let reason =

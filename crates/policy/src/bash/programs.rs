@@ -1499,20 +1499,54 @@ fn is_interpreter(base: &str) -> bool {
     if EXACT.contains(&base) {
         return true;
     }
-    let versioned = |prefix: &str| {
-        base.strip_prefix(prefix).is_some_and(|rest| {
-            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    // `python3.12`, `python3-dbg`, `perl5.36`, `ruby3.2`, `php8.2`, `lua5.4`, `node-22`…
+    [
+        "python", "pypy", "perl", "ruby", "php", "lua", "tclsh", "node", "jruby", "jython",
+    ]
+    .iter()
+    .any(|p| {
+        base.strip_prefix(p).is_some_and(|rest| {
+            rest.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == '-' || c == '_')
         })
-    };
-    ["python", "perl", "ruby", "php", "lua", "tclsh", "pypy"]
-        .iter()
-        .any(|p| versioned(p))
+    })
 }
 
 /// Programs with an option that runs another program or a hook; those options are opaque.
 fn blocked_options(w: &mut Walker<'_, '_>, base: &str, inv: &Invocation) {
     let (long, short): (&[&str], &str) = match base {
         "rg" => (&["--pre"], ""),
+        "vim" | "vi" | "nvim" | "ex" | "view" | "vimdiff" | "gvim" => {
+            let runs = inv.words[1..].iter().any(|a| match a.val() {
+                Some(v) => {
+                    v.starts_with('+')
+                        || v == "--cmd"
+                        || (v.starts_with('-')
+                            && !v.starts_with("--")
+                            && v[1..].contains(['c', 'S', 's']))
+                }
+                None => true,
+            });
+            if runs {
+                w.opaque_text(&inv.text, format!("`{base}` told to run editor commands"));
+            }
+            return;
+        }
+        "emacs" | "emacsclient" => (
+            &[
+                "--eval",
+                "-eval",
+                "--load",
+                "-l",
+                "--funcall",
+                "-f",
+                "--batch",
+                "-batch",
+                "--script",
+                "-x",
+                "-e",
+            ],
+            "",
+        ),
         "fd" | "fdfind" => (&["--exec", "--exec-batch"], "xX"),
         "tar" | "gtar" | "bsdtar" => (
             &[
