@@ -12,7 +12,12 @@
 //! - [`chunk`]: long replies split at the server's size limit.
 //! - [`backoff`]: reconnect delays.
 //! - [`connector`]: [`RocketChatConnector`], the [`acg_core::Connector`] that ties it together
-//!   (background connection with reconnect, subscriptions, replay from history).
+//!   (background connection with reconnect, subscriptions, replay from history), tuned by
+//!   [`options::RocketChatOptions`]; `link` (private) runs one DDP connection.
+//!
+//! `docs/rocketchat.md` describes the behaviour for operators.
+
+#![warn(missing_docs)]
 
 pub mod attachments;
 pub mod backoff;
