@@ -33,4 +33,20 @@ if ! command -v rg >/dev/null 2>&1; then
     apt-get install -y ripgrep
   fi
 fi
-rg --version | head -n 1
+rg --version | sed -n 1p  # sed reads all input: no SIGPIPE under pipefail
+
+# --- Rocket.Chat typings (acg-testkit fake Rocket.Chat conformance check) -------------------
+# Rocket.Chat's published wire types and the TypeScript compiler that checks the fake's
+# documents against them (crates/testkit/tests/rocketchat_typings.rs). core-typings 8.8.1
+# declares typia as a Yarn "patch:" spec npm cannot read; the override pins the same version.
+RC_TYPINGS_VERSION="8.8.1"
+TYPESCRIPT_VERSION="5.9.3"
+rc_have="$(node -e "try{const v=p=>require('$prefix/node_modules/'+p+'/package.json').version;console.log([v('@rocket.chat/core-typings'),v('@rocket.chat/rest-typings'),v('typescript')].join(' '))}catch(e){}" 2>/dev/null || true)"
+if [ "$rc_have" != "$RC_TYPINGS_VERSION $RC_TYPINGS_VERSION $TYPESCRIPT_VERSION" ]; then
+  echo "installing Rocket.Chat typings $RC_TYPINGS_VERSION and typescript $TYPESCRIPT_VERSION into $prefix"
+  npm pkg set --prefix "$prefix" "overrides.typia=9.7.2"
+  npm install --no-audit --no-fund --loglevel=error --save-exact --ignore-scripts --prefix "$prefix" \
+    "@rocket.chat/core-typings@$RC_TYPINGS_VERSION" "@rocket.chat/rest-typings@$RC_TYPINGS_VERSION" \
+    "typescript@$TYPESCRIPT_VERSION"
+fi
+"$prefix/node_modules/.bin/tsc" --version

@@ -870,10 +870,11 @@ impl World {
         self.derive_text_fields(&mut value, draft.parse_urls);
         value["_updatedAt"] = ejson_date(ts);
         self.messages.push(value.clone());
+        self.after_save(rid, &value, ts);
+        // The thread hook runs after the reply is saved (and streamed).
         if let Some(tmid) = &draft.tmid {
             self.bump_thread(tmid, rid, &sender.id, ts);
         }
-        self.after_save(rid, &value, ts);
         value
     }
 
@@ -936,7 +937,14 @@ impl World {
         }
         doc["mentions"] = json!(mentions);
         doc["channels"] = json!(channels);
-        doc["md"] = text::markdown(&msg);
+        // The message parser throws on an empty text; the server then stores no `md`.
+        if msg.is_empty() {
+            if let Some(obj) = doc.as_object_mut() {
+                obj.remove("md");
+            }
+        } else {
+            doc["md"] = text::markdown(&msg);
+        }
     }
 
     /// Thread bookkeeping on the parent: `tcount`, `tlm`, `replies`, re-streamed.
