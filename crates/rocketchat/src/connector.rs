@@ -1022,13 +1022,15 @@ impl Connector for RocketChatConnector {
 
     async fn resolve_room(&self, room: &str) -> Result<Room, ConnectorError> {
         let inner = &self.inner;
-        let mut result = inner.lookup_room(room).await;
-        if matches!(&result, Err(LookupError::Rest(e)) if e.is_transient() || matches!(e, RestError::LoginRefused(_)))
-            && inner.wait_connected(inner.options.resolve_wait).await
-        {
-            result = inner.lookup_room(room).await;
+        // While the link is down, give it a moment; a room resolved before is then answered
+        // from the cache rather than waiting for REST calls that may hang until their timeout.
+        if !inner.wait_connected(inner.options.resolve_wait).await {
+            if let Some(cached) = lock(&inner.resolved).get(room).cloned() {
+                warn!(connector = %inner.name, room, "not connected; using the room as resolved before");
+                return Ok(cached);
+            }
         }
-        match result {
+        match inner.lookup_room(room).await {
             Ok(resolved) => {
                 inner.remember_room(room, &resolved);
                 Ok(resolved)
