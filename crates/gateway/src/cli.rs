@@ -1,7 +1,7 @@
 //! The command line: argument definitions (clap derive) and the commands that only talk to a
 //! running daemon through its control socket (`status`, `list`, `pause`, `resume`, `reset`,
-//! `send`, `inject`) or read the config (`config validate`, `config schema`). Daemon life
-//! cycle commands (`start`, `stop`, `restart`) live in [`crate::daemon`].
+//! `send`, `inject`) or read local files (`config validate`, `config schema`, `policy check`,
+//! `audit`). Daemon life cycle commands (`start`, `stop`, `restart`) live in [`crate::daemon`].
 //!
 //! Nothing here starts an async runtime: client commands use a blocking socket, so a CLI call
 //! costs little more than process start-up.
@@ -71,6 +71,70 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Ask the tool policy about a tool call (no daemon needed).
+    #[command(subcommand_required = true, arg_required_else_help = true)]
+    Policy {
+        /// What to ask.
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Show the audit trail of tool-call decisions (`<runtime>/audit.jsonl`).
+    Audit(AuditArgs),
+}
+
+/// `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Explain what the gateway would decide about one tool call: the rule (or the missing
+    /// rule) for every param, then the decision.
+    Check(PolicyCheckArgs),
+}
+
+/// The role a checked call is made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// A configured owner.
+    Owner,
+    /// Anyone else.
+    Guest,
+}
+
+/// `policy check` options.
+#[derive(Debug, Args, Clone)]
+pub struct PolicyCheckArgs {
+    /// The agent (key under `agents:`).
+    #[arg(long)]
+    pub agent: String,
+    /// Whose allow-list applies.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// The tool name (`Bash`, `Write`, …).
+    #[arg(long)]
+    pub tool: String,
+    /// The tool input as a JSON object, e.g. '{"command": "ls -la"}'.
+    #[arg(long, value_name = "JSON")]
+    pub input: String,
+    /// The directory relative paths are resolved against [default: the agent's working_directory].
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Config file [default: $ACG_CONFIG, else ~/.agent-chat-gateway/config.yaml].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// `audit` options.
+#[derive(Debug, Args, Clone)]
+pub struct AuditArgs {
+    /// Only decisions at or after this time: RFC 3339 (`2026-05-10T08:00:00Z`) or an age
+    /// (`90s`, `30m`, `1h`, `2d`, `1w`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only decisions of this watcher.
+    #[arg(long)]
+    pub watcher: Option<String>,
+    /// Print the records as stored (one JSON object per line).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `start` options.
@@ -219,6 +283,10 @@ pub fn run(cli: Cli) -> i32 {
             ConfigCommand::Validate { config, lint } => config_validate(config, lint),
             ConfigCommand::Schema => config_schema(),
         },
+        Command::Policy { command } => match command {
+            PolicyCommand::Check(args) => policy_check(args),
+        },
+        Command::Audit(args) => audit(&RuntimeDir::default_location(), args),
     }
 }
 
@@ -561,6 +629,114 @@ fn config_schema() -> i32 {
     }
 }
 
+fn policy_check(args: PolicyCheckArgs) -> i32 {
+    report((|| {
+        let path = resolve_config_path(args.config.clone());
+        let config = acg_config::load(&path).map_err(|errors| {
+            Failure(format!(
+                "{} has errors:\n{}",
+                path.display(),
+                errors.render()
+            ))
+        })?;
+        let input = acg_policy::ToolInput::parse(&args.input)
+            .map_err(|e| Failure(format!("--input is not valid JSON: {e}")))?;
+        if !matches!(input, acg_policy::ToolInput::Object(_)) {
+            return Err(Failure(
+                "--input must be a JSON object, e.g. '{\"command\": \"ls\"}'".into(),
+            ));
+        }
+        let cwd = match &args.cwd {
+            Some(dir) => std::path::absolute(dir)
+                .map_err(|e| Failure(format!("Bad --cwd {}: {e}", dir.display())))?,
+            None => config
+                .agents
+                .iter()
+                .find(|a| a.name == args.agent)
+                .map(|a| a.working_directory.clone())
+                .unwrap_or_else(|| PathBuf::from("/")),
+        };
+        let role = match args.role {
+            RoleArg::Owner => acg_policy::Role::Owner,
+            RoleArg::Guest => acg_policy::Role::Guest,
+        };
+        let explanation =
+            acg_policy::check_from_config(&config, &args.agent, role, &args.tool, &input, &cwd)?;
+        println!("{explanation}");
+        Ok(())
+    })())
+}
+
+/// Reads `--since`: an RFC 3339 time, or an age such as `30m` counted back from `now`.
+fn parse_since(text: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, Failure> {
+    let text = text.trim();
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let bad = || {
+        Failure(format!(
+            "--since {text:?}: expected an RFC 3339 time (2026-05-10T08:00:00Z) or an age such \
+             as 90s, 30m, 1h, 2d, 1w"
+        ))
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let secs_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(bad()),
+    };
+    let secs = n.checked_mul(secs_per).ok_or_else(bad)?;
+    now.checked_sub(jiff::SignedDuration::from_secs(secs))
+        .map_err(|_| bad())
+}
+
+fn audit(rt: &RuntimeDir, args: AuditArgs) -> i32 {
+    report((|| {
+        let since = args
+            .since
+            .as_deref()
+            .map(|t| parse_since(t, jiff::Timestamp::now()))
+            .transpose()?;
+        let path = acg_policy::audit::default_audit_path(rt.root());
+        if !path.exists() {
+            if !args.json {
+                println!("No audit records yet ({} does not exist).", path.display());
+            }
+            return Ok(());
+        }
+        let filter = acg_policy::audit::AuditFilter {
+            since,
+            watcher: args.watcher.clone(),
+        };
+        let readout = acg_policy::audit::AuditLog::read(&path, &filter)?;
+        if readout.skipped > 0 {
+            eprintln!(
+                "Warning: {} line(s) of {} are not audit records and were skipped",
+                readout.skipped,
+                path.display()
+            );
+        }
+        if readout.truncated_tail {
+            eprintln!("Warning: the last line of {} is cut short", path.display());
+        }
+        if args.json {
+            print!("{}", readout.json_lines());
+        } else if readout.entries.is_empty() {
+            println!("No audit records match.");
+        } else {
+            for entry in &readout.entries {
+                println!("{}", entry.record);
+            }
+        }
+        Ok(())
+    })())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,6 +899,75 @@ mod tests {
             "last_error": "refused"}));
         assert!(text.starts_with("reconnecting for "), "{text}");
         assert!(text.ends_with("(last error: refused)"), "{text}");
+    }
+
+    #[test]
+    fn since_accepts_rfc3339_and_ages() {
+        let now: jiff::Timestamp = "2026-05-10T12:00:00Z".parse().unwrap();
+        let at = |t: &str| parse_since(t, now).map(|t| t.to_string());
+        assert_eq!(at("2026-05-09T08:30:00Z").unwrap(), "2026-05-09T08:30:00Z");
+        assert_eq!(
+            at("2026-05-09T10:30:00+02:00").unwrap(),
+            "2026-05-09T08:30:00Z"
+        );
+        assert_eq!(at("90s").unwrap(), "2026-05-10T11:58:30Z");
+        assert_eq!(at("30m").unwrap(), "2026-05-10T11:30:00Z");
+        assert_eq!(at("1h").unwrap(), "2026-05-10T11:00:00Z");
+        assert_eq!(at("2d").unwrap(), "2026-05-08T12:00:00Z");
+        assert_eq!(at("1w").unwrap(), "2026-05-03T12:00:00Z");
+        for bad in [
+            "",
+            "h",
+            "1y",
+            "-1h",
+            "1.5h",
+            "yesterday",
+            "99999999999999999w",
+        ] {
+            assert!(at(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn policy_and_audit_arguments_parse() {
+        let cli = parse_args(&[
+            "policy",
+            "check",
+            "--agent",
+            "a",
+            "--role",
+            "guest",
+            "--tool",
+            "Bash",
+            "--input",
+            r#"{"command":"ls"}"#,
+            "--cwd",
+            "/w",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Policy {
+                command: PolicyCommand::Check(a),
+            } => {
+                assert_eq!(a.role, RoleArg::Guest);
+                assert_eq!(a.cwd, Some(PathBuf::from("/w")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_args(&[
+            "policy", "check", "--agent", "a", "--role", "boss", "--tool", "T", "--input", "{}"
+        ])
+        .is_err());
+        match parse_args(&["audit", "--since", "1h", "--watcher", "w", "--json"])
+            .unwrap()
+            .command
+        {
+            Command::Audit(a) => {
+                assert_eq!(a.since.as_deref(), Some("1h"));
+                assert!(a.json);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! `start` never forks inside an async runtime: it re-executes its own binary as
 //! `start --foreground --notify-fd N` in a new session, with stdio on `/dev/null`, and reads
 //! the report pipe (see [`crate::notify`]). The daemon:
-//! logging → instance lock + pid file → chmod 0600 config → load config → build agents and
-//! connectors → `Gateway::start` → control socket → `ok`; then it waits for SIGTERM/SIGINT and
-//! shuts down: control socket closed → `Gateway::shutdown()` → pid file (if still ours) and
-//! socket removed.
+//! logging → instance lock + pid file → chmod 0600 config → load config → permission broker
+//! (when an agent has `permissions.enabled`) → build agents and connectors → `Gateway::start`
+//! → control socket → `ok`; then it waits for SIGTERM/SIGINT and shuts down: control socket
+//! closed → `Gateway::shutdown()` → broker stopped (hook settings files removed) → pid file
+//! (if still ours) and socket removed.
 
 use std::io::BufReader;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -16,7 +17,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use std::sync::Arc;
+
+use acg_core::approval::ApprovalRegistry;
 use acg_core::gateway::{Gateway, GatewayOptions};
+use agent_chat_gateway::broker;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
@@ -349,7 +354,14 @@ async fn serve(startup: &mut Startup<'_>) -> i32 {
         return 1;
     };
     let rt = startup.rt;
-    let wired = wiring::wire(&config, rt);
+    // The broker comes first: agents with permissions get its hook in their settings.
+    let approvals = Arc::new(ApprovalRegistry::new());
+    let permissions = broker::start_permissions(&config, rt.root(), approvals.clone()).await;
+    for line in &permissions.errors {
+        tracing::error!("{line}");
+        startup.reporter.error(line);
+    }
+    let wired = wiring::wire(&config, rt, &permissions.hooks);
     for line in &wired.errors {
         tracing::error!("{line}");
         startup.reporter.error(line);
@@ -359,10 +371,11 @@ async fn serve(startup: &mut Startup<'_>) -> i32 {
         drain_timeout: config.gateway.drain_timeout,
     };
     let (gateway, report) = tokio::select! {
-        started = Gateway::start(options, wired.agents, wired.connectors) => started,
+        started = Gateway::start_with_approvals(options, wired.agents, wired.connectors, approvals) => started,
         // Dropping the half-done start kills the agent processes it launched.
         _ = shutdown.cancelled() => {
             startup.error("start interrupted by a signal");
+            permissions.stop().await;
             return 1;
         }
     };
@@ -385,10 +398,12 @@ async fn serve(startup: &mut Startup<'_>) -> i32 {
             tracing::error!("{err}");
             startup.error(&err.to_string());
             gateway.shutdown().await;
+            permissions.stop().await;
             return 1;
         }
     };
-    let degraded = !(wired.errors.is_empty() && report.errors.is_empty());
+    let degraded =
+        !(permissions.errors.is_empty() && wired.errors.is_empty() && report.errors.is_empty());
     tracing::info!(
         socket = %rt.socket().display(),
         degraded,
@@ -411,6 +426,8 @@ async fn serve(startup: &mut Startup<'_>) -> i32 {
     tracing::info!("shutting down");
     server.close(CONTROL_CLOSE_GRACE).await;
     gateway.shutdown().await;
+    // After the gateway: turns still draining may call the hook until their agents are gone.
+    permissions.stop().await;
     tracing::info!(
         elapsed_ms = begun.elapsed().as_millis() as u64,
         "shutdown complete"

@@ -10,6 +10,11 @@
 //! - [`config`] (`acg-config`): loading and validating `config.yaml`.
 //! - [`claude`] (`acg-claude`): the Claude Code CLI agent backend.
 //! - [`script`] (`acg-script`): the in-memory `script` connector, to talk to watchers from code.
+//! - [`policy`] (`acg-policy`): tool allow-lists, their explanations and the audit trail.
+//!
+//! And one module of its own: [`broker`], the Claude permission broker (the local HTTP server
+//! behind every `PreToolUse` hook), which the daemon runs for agents with
+//! `permissions.enabled`.
 //!
 //! # Script one agent session
 //!
@@ -88,7 +93,10 @@
 //! To run the gateway from a `config.yaml` instead, use the binary (`agent-chat-gateway
 //! start`), or load it with [`config::load`] and build the same setups from it.
 
+pub mod broker;
+
 pub use acg_claude as claude;
 pub use acg_config as config;
 pub use acg_core as core;
+pub use acg_policy as policy;
 pub use acg_script as script;

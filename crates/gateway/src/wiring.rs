@@ -5,7 +5,12 @@
 //! `opencode` agent gets no backend (core keeps its watchers' saved state and does not start
 //! them), and `rocketchat` / `mattermost` / `voice` connectors are left out entirely, so their
 //! `state.<connector>.json` files are not touched.
+//!
+//! A Claude agent with `permissions.enabled` runs with the permission broker's hook
+//! (`--settings <file>` and the hook secret in its environment); without its hook (the
+//! broker could not be set up) it gets no backend at all, so its watchers never run unguarded.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use acg_claude::{ClaudeBackend, ClaudeSettings};
@@ -15,6 +20,7 @@ use acg_core::gateway::{AgentSetup, ConnectorSetup};
 use acg_core::ports::Connector;
 use acg_core::watcher::WatcherSpec;
 use acg_script::ScriptConnector;
+use agent_chat_gateway::broker::{AgentHook, TOKEN_ENV};
 
 use crate::runtime::RuntimeDir;
 
@@ -28,19 +34,31 @@ pub struct Wired {
     pub errors: Vec<String>,
 }
 
-/// Builds the adapters for `config`. Never fails; see [`Wired::errors`].
-pub fn wire(config: &Config, rt: &RuntimeDir) -> Wired {
+/// Builds the adapters for `config`, giving agents with `permissions.enabled` their hook
+/// from `hooks` (by agent name). Never fails; see [`Wired::errors`].
+pub fn wire(config: &Config, rt: &RuntimeDir, hooks: &HashMap<String, AgentHook>) -> Wired {
     let mut errors = Vec::new();
 
     let mut agents = Vec::new();
     for agent in &config.agents {
         match agent.kind {
-            AgentKind::Claude => agents.push(AgentSetup {
-                name: agent.name.clone(),
-                backend: Arc::new(ClaudeBackend::new(ClaudeSettings::new(
-                    agent.command.clone(),
-                ))),
-            }),
+            AgentKind::Claude => {
+                let mut settings = ClaudeSettings::new(agent.command.clone());
+                if agent.permissions.enabled {
+                    // The broker reported why it has no hook for this agent.
+                    let Some(hook) = hooks.get(&agent.name) else {
+                        continue;
+                    };
+                    settings.settings_file = Some(hook.settings_file.clone());
+                    settings
+                        .extra_env
+                        .push((TOKEN_ENV.to_string(), hook.token.clone()));
+                }
+                agents.push(AgentSetup {
+                    name: agent.name.clone(),
+                    backend: Arc::new(ClaudeBackend::new(settings)),
+                })
+            }
             AgentKind::Opencode => errors.push(format!(
                 "Agent '{}' (type: opencode): the opencode backend is not available in this \
                  build; its watchers are not started",
