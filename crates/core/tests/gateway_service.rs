@@ -493,15 +493,13 @@ async fn inject_delivers_through_the_dispatcher_with_sender_role_and_connector_h
         connector.texts("general")[0],
         "echo: run the nightly report"
     );
-    assert!(
+    // The watermark is saved just after the reply is posted.
+    wait_until("injected messages carry a timestamp (now)", || {
         saved_record(dir.path(), "fake", "w")
-            .unwrap()
-            .last_processed_ts
-            .parse::<i64>()
-            .unwrap()
-            > 0,
-        "injected messages carry a timestamp (now)"
-    );
+            .and_then(|r| r.last_processed_ts.parse::<i64>().ok())
+            .is_some_and(|ts| ts > 0)
+    })
+    .await;
 
     assert_eq!(
         gw.inject(Injection::new("ghost", "x")).await.unwrap_err().0,
