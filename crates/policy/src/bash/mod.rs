@@ -15,7 +15,7 @@
 //!   variables, unparseable input, … — are reported as [`Opaque`]; a call with any of them is
 //!   never approved by a `params` rule (only by a rule without `params`, or by an owner).
 //!
-//! Layout: this file walks statements and redirections; `word` turns nodes into [`word::Word`]s;
+//! Layout: this file walks statements and redirections; `word` turns nodes into `Word`s;
 //! `programs` knows individual programs (wrappers, shells, interpreters, find, git, awk, sed);
 //! `sed` checks sed scripts. `docs/permissions.md` describes the semantics for users.
 
