@@ -34,19 +34,38 @@ async fn subcommand_serves_a_yaml_seed_as_the_requested_version() {
     .unwrap();
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_acg-testkit"))
-            .args(["fake-rocketchat", "--port", "0", "--version", "8.1.0", "--seed"])
+            .args([
+                "fake-rocketchat",
+                "--port",
+                "0",
+                "--version",
+                "8.1.0",
+                "--seed",
+            ])
             .arg(&seed)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
     );
     let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("fake-rocketchat 8.1.0 listening on http://127.0.0.1:"), "{line}");
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("fake-rocketchat 8.1.0 listening on http://127.0.0.1:"),
+        "{line}"
+    );
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
 
     let http = http();
-    let info: Value = http.get(format!("{url}/api/info")).send().await.unwrap().json().await.unwrap();
+    let info: Value = http
+        .get(format!("{url}/api/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info["version"], "8.1");
     let login: Value = http
         .post(format!("{url}/api/v1/login"))
@@ -75,14 +94,21 @@ async fn subcommand_serves_a_yaml_seed_as_the_requested_version() {
 async fn subcommand_reports_a_bad_seed() {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed.json");
-    std::fs::write(&seed, r#"{"users": [], "rooms": [{"name": "x", "type": "c", "members": ["ghost"]}]}"#).unwrap();
+    std::fs::write(
+        &seed,
+        r#"{"users": [], "rooms": [{"name": "x", "type": "c", "members": ["ghost"]}]}"#,
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_acg-testkit"))
         .args(["fake-rocketchat", "--seed"])
         .arg(&seed)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ghost"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ghost"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]
@@ -90,11 +116,17 @@ async fn wait_for_message_sees_existing_and_later_messages() {
     let seed = Seed::new()
         .with_user(SeedUser::new("bot", "botpw").role("bot"))
         .with_user(SeedUser::new("alice", "alicepw"));
-    let fake = FakeRocketChat::start(FakeOptions::new("7.10.0", seed)).await.unwrap();
+    let fake = FakeRocketChat::start(FakeOptions::new("7.10.0", seed))
+        .await
+        .unwrap();
     let alice = fake.login_as("alice").unwrap();
     alice.post("general", "already there").await.unwrap();
     let found = fake
-        .wait_for_message("general", |m| m["msg"] == "already there", Duration::from_secs(5))
+        .wait_for_message(
+            "general",
+            |m| m["msg"] == "already there",
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert_eq!(found["u"]["username"], "alice");
@@ -122,13 +154,21 @@ async fn wait_for_message_sees_existing_and_later_messages() {
             .unwrap();
     });
     let later = fake
-        .wait_for_message("#general", |m| m["msg"] == "from the bot", Duration::from_secs(20))
+        .wait_for_message(
+            "#general",
+            |m| m["msg"] == "from the bot",
+            Duration::from_secs(20),
+        )
         .await
         .unwrap();
     assert_eq!(later["u"]["username"], "bot");
     poster.await.unwrap();
     let missing = fake
-        .wait_for_message("general", |m| m["msg"] == "never", Duration::from_millis(50))
+        .wait_for_message(
+            "general",
+            |m| m["msg"] == "never",
+            Duration::from_millis(50),
+        )
         .await;
     assert!(missing.is_err());
     assert!(fake.login_as("nobody").is_err());
