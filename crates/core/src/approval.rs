@@ -485,6 +485,16 @@ impl ApprovalRegistry {
     /// answers, the watcher stops, or `ask.timeout` (counted from now) passes — then the
     /// room is told it timed out. Dropping the future withdraws the request.
     pub async fn ask(&self, ask: Ask) -> AskOutcome {
+        self.ask_then(ask, |_| std::future::ready(())).await
+    }
+
+    /// [`Self::ask`], running `posted` (e.g. an "asked" audit record) once the request
+    /// message is in the room, before waiting for the answer.
+    pub async fn ask_then<F, Fut>(&self, ask: Ask, on_posted: F) -> AskOutcome
+    where
+        F: FnOnce(PermissionRequest) -> Fut + Send,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let Some(context) = self.turn_context(&ask.session_id) else {
             warn!(session = %ask.session_id, tool = %ask.tool,
                 "permission request for a session no watcher runs; nobody can be asked");
@@ -527,6 +537,10 @@ impl ApprovalRegistry {
                 id: Some(id.clone()),
                 decision: Decision::Undeliverable,
             };
+        }
+        let request = lock(&self.pending).get(&id).map(|p| p.request.clone());
+        if let Some(request) = request {
+            on_posted(request).await;
         }
         let decision = match tokio::time::timeout_at(deadline, settled).await {
             Ok(Ok(Settled::Approved(by))) => Decision::Approved { by },
@@ -1157,6 +1171,32 @@ mod tests {
         assert_eq!(outcome.decision, Decision::Undeliverable);
         assert_eq!(chat.posts().len(), POST_ATTEMPTS);
         assert!(registry.pending().is_empty());
+    }
+
+    #[tokio::test]
+    async fn ask_then_runs_after_posting_and_before_the_answer() {
+        let chat = Arc::new(Chat::default());
+        let registry = Arc::new(ApprovalRegistry::new());
+        registry.register_turn("s1", context(&chat, "w1", "desk", None));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let c = chat.clone();
+        let outcome = registry
+            .ask_then(ask("s1", Duration::from_millis(100)), move |request| {
+                s.lock()
+                    .unwrap()
+                    .push((request.id, request.tool, c.texts().len()));
+                std::future::ready(())
+            })
+            .await;
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(Some(&seen[0].0), outcome.id.as_ref());
+        assert_eq!(seen[0].1, "Bash");
+        assert_eq!(
+            seen[0].2, 1,
+            "called after the request was posted, before the notice"
+        );
     }
 
     #[tokio::test]

@@ -267,14 +267,29 @@ impl Broker {
         context: &TurnContext,
         input: &HookInput,
     ) -> HookAnswer {
+        let ask = Ask {
+            session_id: input.session_id.clone(),
+            tool: input.tool_name.clone(),
+            input: object_fields(&input.tool_input),
+            timeout: agent.settings.timeout,
+            require_other_owner: agent.settings.require_other_owner,
+        };
+        // The trail shows the question as soon as it is in the room, then the answer.
+        let asked = record.clone();
         let outcome = self
             .approvals
-            .ask(Ask {
-                session_id: input.session_id.clone(),
-                tool: input.tool_name.clone(),
-                input: object_fields(&input.tool_input),
-                timeout: agent.settings.timeout,
-                require_other_owner: agent.settings.require_other_owner,
+            .ask_then(ask, |request| async move {
+                let mut asked = asked;
+                asked.time = Timestamp::now();
+                asked.decision = AuditDecision::Asked;
+                asked.reason = format!(
+                    "owners asked in chat (request {}, {} s to answer)",
+                    request.id,
+                    request.timeout.as_secs()
+                );
+                if let Err(e) = self.append(asked).await {
+                    error!(error = %e, "cannot write the audit trail");
+                }
             })
             .await;
         let id = outcome.id.unwrap_or_else(|| "-".into());
@@ -1094,11 +1109,21 @@ mod tests {
         assert!(answer.reason.contains("carol denied"), "{}", answer.reason);
 
         let audit = s.audit();
-        assert_eq!(audit[0].decision, AuditDecision::Approved);
-        assert_eq!(audit[0].approver.as_deref(), Some("bob"));
-        assert_eq!(audit[0].params, ["rm -rf build"]);
-        assert_eq!(audit[1].decision, AuditDecision::Denied);
-        assert_eq!(audit[1].approver.as_deref(), Some("carol"));
+        let decisions: Vec<AuditDecision> = audit.iter().map(|r| r.decision.clone()).collect();
+        assert_eq!(
+            decisions,
+            [
+                AuditDecision::Asked,
+                AuditDecision::Approved,
+                AuditDecision::Asked,
+                AuditDecision::Denied
+            ]
+        );
+        assert!(audit[0].reason.contains(&id), "{}", audit[0].reason);
+        assert_eq!(audit[0].approver, None);
+        assert_eq!(audit[1].approver.as_deref(), Some("bob"));
+        assert_eq!(audit[1].params, ["rm -rf build"]);
+        assert_eq!(audit[3].approver.as_deref(), Some("carol"));
     }
 
     #[tokio::test]
@@ -1122,8 +1147,9 @@ mod tests {
             texts[1].contains("timed out — **auto-denied**"),
             "{texts:?}"
         );
-        assert_eq!(s.audit()[0].decision, AuditDecision::TimedOut);
-        assert_eq!(s.audit()[0].approver, None);
+        assert_eq!(s.audit()[0].decision, AuditDecision::Asked);
+        assert_eq!(s.audit()[1].decision, AuditDecision::TimedOut);
+        assert_eq!(s.audit()[1].approver, None);
     }
 
     /// One raw HTTP/1.1 request; returns (status, body).
