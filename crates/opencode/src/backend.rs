@@ -27,7 +27,9 @@ use tokio::task::JoinSet;
 
 use crate::attachments;
 use crate::config_content::{merged_config_content, ConfigContentError, CONFIG_CONTENT_VAR};
-use crate::http::{encode_component, status_error, HttpReply, ServerClient, StreamEnd};
+use crate::http::{
+    encode_component, status_error, EventStream, HttpReply, ServerClient, StreamEnd,
+};
 use crate::permission::{PermissionAsked, PermissionHandler, PermissionReply, NO_HANDLER_MESSAGE};
 use crate::sidecar::{Sidecar, SidecarSpec, SidecarState};
 use crate::turn::{Step, TurnTracker};
@@ -230,6 +232,71 @@ impl OpencodeBackend {
         }
     }
 
+    /// A client and an event stream that has greeted us. A transport failure on a server that
+    /// has exited since is [`Retry::Once`]: the caller may try again with a new server.
+    async fn subscribe(
+        &self,
+        deadline: tokio::time::Instant,
+        query: &str,
+        timings: &mut TurnTimings,
+    ) -> Result<(ServerClient, EventStream), Retry> {
+        let t = Instant::now();
+        let client = self.client_before(deadline).await.map_err(Retry::No)?;
+        timings.sidecar = t.elapsed();
+        let t = Instant::now();
+        let failure = match client
+            .events(&format!("/event{query}"), SUBSCRIBE_TIMEOUT)
+            .await
+        {
+            Ok(Ok(mut stream)) => {
+                let greeting = async {
+                    loop {
+                        let event = stream.next().await?;
+                        if parse_event(&event.data).is_some_and(|e| {
+                            e.get("type").and_then(Value::as_str) == Some("server.connected")
+                        }) {
+                            return Ok::<(), StreamEnd>(());
+                        }
+                    }
+                };
+                match tokio::time::timeout(SUBSCRIBE_TIMEOUT, greeting).await {
+                    Ok(Ok(())) => {
+                        timings.subscribe = t.elapsed();
+                        return Ok((client, stream));
+                    }
+                    Ok(Err(end)) => AgentError::Unavailable(end.to_string()),
+                    Err(_) => AgentError::Unavailable(
+                        "the opencode event stream sent no greeting".to_owned(),
+                    ),
+                }
+            }
+            Ok(Err(reply)) => {
+                return Err(Retry::No(reply_error(&reply, "opening the event stream")))
+            }
+            Err(e) => e.into_agent_error(),
+        };
+        if self.server_went_away(&client).await {
+            Err(Retry::Once(failure))
+        } else {
+            Err(Retry::No(failure))
+        }
+    }
+
+    /// True when `client`'s server exits within a moment (a transport error on a dying server
+    /// can arrive before its exit is visible).
+    async fn server_went_away(&self, client: &ServerClient) -> bool {
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            if !self.sidecar.is_current(client) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn run_turn(
         &self,
         req: &TurnRequest,
@@ -238,10 +305,6 @@ impl OpencodeBackend {
         timings: &mut TurnTimings,
     ) -> Result<AgentResponse, AgentError> {
         let deadline = tokio::time::Instant::now() + req.timeout;
-        let t = Instant::now();
-        let client = self.client_before(deadline).await?;
-        timings.sidecar = t.elapsed();
-
         let system = self.system_prompt(req.system_prompt_file.as_deref()).await;
         let (file_parts, notes) = attachments::plan(&req.attachments, &req.working_directory);
         let text = with_attachment_notes(&req.prompt, &notes, &req.working_directory);
@@ -253,36 +316,18 @@ impl OpencodeBackend {
         }
         let query = self.directory_query(&req.working_directory);
 
-        // Subscribe first, so no event of the turn can be missed.
-        let t = Instant::now();
-        let mut stream = match client
-            .events(&format!("/event{query}"), SUBSCRIBE_TIMEOUT)
-            .await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(reply)) => return Err(reply_error(&reply, "opening the event stream")),
-            Err(e) => return Err(e.into_agent_error()),
-        };
-        let greeting = async {
-            loop {
-                let event = stream.next().await?;
-                if parse_event(&event.data).is_some_and(|e| {
-                    e.get("type").and_then(Value::as_str) == Some("server.connected")
-                }) {
-                    return Ok::<(), StreamEnd>(());
-                }
+        // Subscribe first, so no event of the turn can be missed. A server that died just
+        // before (its watcher not there yet) is replaced once: nothing was sent to it.
+        let (client, mut stream) = match self.subscribe(deadline, &query, timings).await {
+            Ok(subscribed) => subscribed,
+            Err(Retry::Once(e)) => {
+                tracing::info!(agent = %self.settings.name, "opencode server went away before the turn ({e}); retrying on a new one");
+                self.subscribe(deadline, &query, timings)
+                    .await
+                    .map_err(Retry::into_error)?
             }
+            Err(Retry::No(e)) => return Err(e),
         };
-        match tokio::time::timeout(SUBSCRIBE_TIMEOUT, greeting).await {
-            Ok(Ok(())) => {}
-            Ok(Err(end)) => return Err(AgentError::Unavailable(end.to_string())),
-            Err(_) => {
-                return Err(AgentError::Unavailable(
-                    "the opencode event stream sent no greeting".to_owned(),
-                ))
-            }
-        }
-        timings.subscribe = t.elapsed();
 
         let session_path = format!("/session/{}", encode_component(&req.session_id));
         let t = Instant::now();
@@ -350,6 +395,20 @@ impl OpencodeBackend {
                     return result;
                 }
             }
+        }
+    }
+}
+
+/// A failed subscription, and whether trying once more on a new server makes sense.
+enum Retry {
+    Once(AgentError),
+    No(AgentError),
+}
+
+impl Retry {
+    fn into_error(self) -> AgentError {
+        match self {
+            Retry::Once(e) | Retry::No(e) => e,
         }
     }
 }
@@ -432,6 +491,10 @@ impl AgentBackend for OpencodeBackend {
 
     async fn stop(&self) {
         self.sidecar.stop().await;
+    }
+
+    fn health(&self) -> Option<String> {
+        Some(self.sidecar.state().summary())
     }
 
     async fn create_session(&self, req: &NewSession) -> Result<String, AgentError> {
@@ -583,6 +646,7 @@ mod tests {
         assert!(env.contains(&("HOME".into(), "/h".into())));
         assert_eq!(backend.kind(), "opencode");
         assert_eq!(backend.sidecar_state(), SidecarState::Stopped);
+        assert_eq!(backend.health().as_deref(), Some("opencode server stopped"));
     }
 
     #[test]

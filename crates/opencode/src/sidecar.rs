@@ -414,11 +414,15 @@ async fn delete_orphans(shared: &Shared, client: &ServerClient) {
 /// before the `SIGTERM` plus anything still in the group.
 async fn terminate(process: &mut Process, grace: Duration) {
     let pid = process.pid;
-    let tree = proctree::snapshot(pid, pid);
-    if process.exited.borrow().is_none() {
-        proctree::signal_group(pid, libc::SIGTERM);
-        let _ = tokio::time::timeout(grace, process.exited.wait_for(Option::is_some)).await;
+    if process.exited.borrow().is_some() {
+        // Already reaped: the pid may be someone else's now, but a group with members left
+        // is still ours (a group id is not reused while it has members).
+        proctree::signal_group(pid, libc::SIGKILL);
+        return;
     }
+    let tree = proctree::snapshot(pid, pid);
+    proctree::signal_group(pid, libc::SIGTERM);
+    let _ = tokio::time::timeout(grace, process.exited.wait_for(Option::is_some)).await;
     proctree::kill_all(&tree, pid);
     if tokio::time::timeout(REAP_TIMEOUT, process.exited.wait_for(Option::is_some))
         .await

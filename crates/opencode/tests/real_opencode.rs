@@ -355,3 +355,45 @@ async fn read_only_git_commands_run_without_asking() {
     assert_eq!(response.text, "Looked.");
     assert!(response.permission_denials.is_empty());
 }
+
+#[tokio::test]
+async fn concurrent_turns_in_two_sessions_stay_apart() {
+    let h = Harness::started().await;
+    // Untitled sessions: OpenCode asks the model for titles, which never take a scripted reply.
+    let mut untitled = h.new_session();
+    untitled.title = None;
+    let a = h.backend.create_session(&untitled).await.unwrap();
+    let b = h.backend.create_session(&untitled).await.unwrap();
+    h.mock.respond_with(|r| {
+        let question = r.last_user_text()?;
+        Some(
+            Reply::text(format!("Answer to {question}, streamed in a few pieces."))
+                .with_chunk_delay(Duration::from_millis(20)),
+        )
+    });
+    let (turn_a, turn_b) = (h.turn(&a, "alpha"), h.turn(&b, "beta"));
+    let (ra, rb) = tokio::join!(h.run(&turn_a), h.run(&turn_b));
+    assert_eq!(
+        ra.0.as_ref().expect("turn a").text,
+        "Answer to alpha, streamed in a few pieces."
+    );
+    assert_eq!(
+        rb.0.as_ref().expect("turn b").text,
+        "Answer to beta, streamed in a few pieces."
+    );
+    // Each turn streamed only its own text.
+    for ((_, events), word) in [(&ra, "alpha"), (&rb, "beta")] {
+        let text: String = events
+            .iter()
+            .filter_map(|e| match e {
+                AgentEvent::TextDelta(d) => Some(d.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, format!("Answer to {word}, streamed in a few pieces."));
+    }
+    assert!(
+        !h.mock.title_requests().is_empty(),
+        "untitled sessions get generated titles"
+    );
+}

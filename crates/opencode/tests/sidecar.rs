@@ -127,6 +127,11 @@ async fn repeated_failed_restarts_open_the_circuit_until_start() {
     );
     assert!(started.elapsed() < Duration::from_secs(60));
 
+    // A session deleted while the server is down is remembered as an orphan.
+    let doomed = sid.clone();
+    h.backend.delete_session(&doomed, &h.home.work()).await;
+    assert_eq!(h.backend.sidecar().orphans(), vec![doomed.clone()]);
+
     // start() resets the breaker.
     std::fs::remove_file(&flag).unwrap();
     h.backend.start().await.expect("restart after reset");
@@ -134,6 +139,86 @@ async fn repeated_failed_restarts_open_the_circuit_until_start() {
         h.backend.sidecar_state(),
         SidecarState::Running { .. }
     ));
-    let (result, _) = h.run(&h.turn(&sid, "hello again")).await;
+    let other = h.session().await;
+    let (result, _) = h.run(&h.turn(&other, "hello again")).await;
     assert_eq!(result.expect("turn").text, "ok");
+
+    // stop() deletes the orphan (the server's SQLite database outlives it: check after a start).
+    assert!(h.server_sessions().await.contains(&doomed));
+    h.backend.stop().await;
+    assert!(h.backend.sidecar().orphans().is_empty());
+    h.backend.start().await.expect("start after stop");
+    let sessions = h.server_sessions().await;
+    assert!(!sessions.contains(&doomed), "{sessions:?}");
+    assert!(sessions.contains(&other));
+}
+
+/// Processes under `root` whose command line is `sleep <seconds>`.
+fn sleeping_descendants(root: u32, seconds: &str) -> Vec<i32> {
+    acg_opencode::proctree::snapshot(root as i32, root as i32)
+        .iter()
+        .filter(|p| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", p.pid)) else {
+                return false;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.first().is_some_and(|a| a.ends_with("sleep"))
+                && args.get(1).map(String::as_str) == Some(seconds)
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+#[tokio::test]
+async fn stop_ends_the_server_and_the_tools_it_runs() {
+    use acg_opencode::{PermissionAsked, PermissionReply};
+    use std::sync::Arc;
+    let Harness {
+        mock,
+        home,
+        backend,
+    } = Harness::new().await;
+    let backend = backend.with_permission_handler(Arc::new(|_: PermissionAsked| async {
+        PermissionReply::Once
+    }));
+    let h = Harness {
+        mock,
+        home,
+        backend,
+    };
+    h.backend.start().await.unwrap();
+    let sid = h.session().await;
+    let server = h.backend.sidecar().pid().unwrap();
+    h.mock.push(acg_testkit::openai::Reply::tool_call(
+        "bash",
+        serde_json::json!({"command": "sleep 613", "description": "wait a long time"}),
+    ));
+    let turn = h.turn(&sid, "wait");
+    let in_flight = h.run(&turn);
+    let stopper = async {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let tool = loop {
+            if let Some(pid) = sleeping_descendants(server, "613").first() {
+                break *pid;
+            }
+            assert!(Instant::now() < deadline, "the tool never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let t = Instant::now();
+        h.backend.stop().await;
+        println!("stop with a running tool took {:?}", t.elapsed());
+        tool
+    };
+    let ((result, _), tool) = tokio::join!(in_flight, stopper);
+    assert!(
+        matches!(result, Err(AgentError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert_eq!(h.backend.sidecar_state(), SidecarState::Stopped);
+    let gone = |pid: i32| acg_opencode::proctree::read_proc(pid).is_none_or(|p| p.state == 'Z');
+    wait_until("the tool to end", Duration::from_secs(30), || gone(tool)).await;
+    assert!(gone(server as i32));
 }
