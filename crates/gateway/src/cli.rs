@@ -396,10 +396,35 @@ fn status(rt: &RuntimeDir) -> i32 {
                     describe_link(&c["state"])
                 );
             }
+            let pending = data["pending_approvals"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                println!("Pending approvals: {}", pending.len());
+                for p in &pending {
+                    println!("  {}", pending_line(p));
+                }
+            }
         }
         Err(err) => println!("Watchers: unknown ({err})"),
     }
     0
+}
+
+/// `a3k9 Bash in desk (helper), asked by alice 12s ago, times out after 300s`.
+fn pending_line(p: &Value) -> String {
+    let text = |key: &str| p[key].as_str().unwrap_or("?").to_string();
+    format!(
+        "{} {} in {} ({}), asked by {} {}s ago, times out after {}s",
+        text("id"),
+        text("tool"),
+        text("room"),
+        text("watcher"),
+        text("requester"),
+        p["age_secs"].as_u64().unwrap_or(0),
+        p["timeout_secs"].as_u64().unwrap_or(0)
+    )
 }
 
 /// `connected`, `reconnecting for 1h 2m 3s (last error: …)` or `disconnected`.
@@ -890,6 +915,16 @@ mod tests {
         let w = json!({"watcher_name": "w", "connector": "c", "room_name": "general",
             "agent_name": "claude", "session_id": "", "paused": true, "active": false});
         assert_eq!(list_line(&w), "w: (c) general [claude] session= [PAUSED]");
+    }
+
+    #[test]
+    fn pending_approval_lines() {
+        let p = json!({"id": "a3k9", "tool": "Bash", "room": "desk", "watcher": "helper",
+            "requester": "alice", "age_secs": 12, "timeout_secs": 300});
+        assert_eq!(
+            pending_line(&p),
+            "a3k9 Bash in desk (helper), asked by alice 12s ago, times out after 300s"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! Requests: `list`, `pause`, `resume`, `reset`, `send` (reference wire format and error
 //! texts), plus our `inject` (a message into a watcher, as if a user had posted it) and
-//! `status` (pid, uptime, connectors with their link state, watcher count).
+//! `status` (pid, uptime, connectors with their link state, watcher count, permission
+//! requests waiting for an owner).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use acg_core::approval::PermissionRequest;
 use acg_core::gateway::{ConnectorInfo, Gateway, GatewayError, Injection};
 use acg_core::watcher::WatcherInfo;
 use acg_core::Role;
@@ -56,6 +58,10 @@ pub trait ControlTarget: Send + Sync + 'static {
     ) -> Result<(), GatewayError>;
     /// Delivers a message to a watcher as if a user had posted it.
     async fn inject(&self, injection: Injection) -> Result<(), GatewayError>;
+    /// Permission requests waiting for an owner, oldest first.
+    fn pending_approvals(&self) -> Vec<PermissionRequest> {
+        Vec::new()
+    }
 }
 
 #[async_trait]
@@ -86,6 +92,9 @@ impl ControlTarget for Gateway {
     }
     async fn inject(&self, injection: Injection) -> Result<(), GatewayError> {
         Gateway::inject(self, injection).await
+    }
+    fn pending_approvals(&self) -> Vec<PermissionRequest> {
+        self.approvals().pending()
     }
 }
 
@@ -347,6 +356,19 @@ pub async fn handle_request(target: &dyn ControlTarget, facts: DaemonFacts, line
                 "uptime_secs": uptime.as_secs(),
                 "watchers": watchers,
                 "connectors": target.connectors(),
+                "pending_approvals": target
+                    .pending_approvals()
+                    .iter()
+                    .map(|r| json!({
+                        "id": r.id,
+                        "tool": r.tool,
+                        "watcher": r.watcher,
+                        "room": r.room.name,
+                        "requester": r.requester,
+                        "age_secs": now.duration_since(r.created).unwrap_or_default().as_secs(),
+                        "timeout_secs": r.timeout.as_secs(),
+                    }))
+                    .collect::<Vec<_>>(),
             }})
         }
         other => error_response(format!("Unknown command: {other}")),
@@ -632,6 +654,7 @@ mod tests {
         assert!(data["uptime_secs"].as_u64().unwrap() >= 65);
         assert_eq!(data["connectors"][0]["name"], "local");
         assert_eq!(data["connectors"][0]["state"]["state"], "connected");
+        assert_eq!(data["pending_approvals"], json!([]));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,9 @@
 //! - [`control`]: the control socket protocol, server and client.
 //! - [`wiring`]: config → agent backends, connectors and watcher specs.
 //! - [`logging`]: the daemon's log file.
+//!
+//! The permission broker (the hook server for agents with `permissions.enabled`) lives in the
+//! library, as `agent_chat_gateway::broker`, so embedders and tests can run it too.
 
 mod cli;
 mod control;

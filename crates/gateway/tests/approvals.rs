@@ -201,6 +201,19 @@ fn an_owner_is_asked_in_chat_and_approve_lets_the_tool_run() {
     );
     assert!(!world.work.join("approved.txt").exists());
 
+    // `status` shows what waits for an owner.
+    let status = world.run(&["status"]);
+    assert!(
+        status.stdout().contains("Pending approvals: 1"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .stdout()
+            .contains(&format!("{id} Write in desk (helper), asked by alice")),
+        "{status:?}"
+    );
+
     // While the owners decide, another message waits in the queue.
     inject(&world, "helper", "are you there?", "carol", true);
     let line = world.list_line("helper");
