@@ -1176,6 +1176,31 @@ mod tests {
             .unwrap_or("")
     }
 
+    /// Measurement, not a check: `cargo test -p agent-chat-gateway --lib -- --ignored
+    /// measure_hook_round_trip --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn measure_hook_round_trip() {
+        let s = setup(false);
+        s.session("o1", "claude", Role::Owner);
+        let server = BrokerServer::start(s.broker.clone()).await.unwrap();
+        let body =
+            r#"{"session_id":"o1","tool_name":"Bash","tool_input":{"command":"ls -la && date"}}"#;
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let start = std::time::Instant::now();
+            let (status, _) = http(server.addr(), Some("Bearer s3cret"), body).await;
+            times.push(start.elapsed());
+            assert_eq!(status, 200);
+        }
+        times.sort();
+        println!(
+            "auto-allowed hook round trip (new connection, audit synced): median {:?}, p90 {:?}, max {:?}",
+            times[100], times[180], times[199]
+        );
+        server.stop().await;
+    }
+
     #[tokio::test]
     async fn the_http_endpoint_requires_the_secret_and_fails_closed() {
         let s = setup(false);
