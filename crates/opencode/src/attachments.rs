@@ -1,7 +1,8 @@
 //! Passing a message's attachments to OpenCode.
 //!
-//! OpenCode's prompt accepts file parts (`{"type":"file","mime","url":"file://…","filename"}`,
-//! checked against the `/doc` OpenAPI of 1.18.33). For a `text/plain` part the server runs its
+//! OpenCode's prompt accepts file parts (`{"type":"file","mime","url":"file://…","filename"}`;
+//! the backend checks the running server's `/doc` OpenAPI with [`doc_accepts_file_parts`] and
+//! falls back to path notes for all attachments when it does not). For a `text/plain` part the server runs its
 //! Read tool on the file and puts the content in the conversation; for an image it sends the
 //! bytes to the model. Anything else would be sent to the model as an opaque file, which most
 //! OpenAI-compatible providers refuse, and a binary file sent as text makes the Read tool fail
@@ -113,6 +114,40 @@ pub fn file_part(path: &Path, mime: &str) -> Value {
     json!({"type": "file", "mime": mime, "url": file_url(path), "filename": filename})
 }
 
+/// True when an OpenAPI document (the server's `GET /doc`) lists a file part among the
+/// `parts` of `POST /session/{sessionID}/prompt_async` (a `FilePartInput` with `type: "file"`,
+/// `mime` and `url`).
+pub fn doc_accepts_file_parts(doc: &Value) -> bool {
+    let parts = doc.pointer(
+        "/paths/~1session~1{sessionID}~1prompt_async/post/requestBody/content/application~1json/schema/properties/parts/items",
+    );
+    let Some(parts) = parts else {
+        return false;
+    };
+    let variants: Vec<&Value> = match parts.get("anyOf").or_else(|| parts.get("oneOf")) {
+        Some(Value::Array(list)) => list.iter().collect(),
+        _ => vec![parts],
+    };
+    variants.iter().any(|variant| {
+        let schema = match variant.get("$ref").and_then(Value::as_str) {
+            Some(reference) => reference
+                .strip_prefix("#/components/schemas/")
+                .and_then(|name| doc.pointer(&format!("/components/schemas/{name}"))),
+            None => Some(*variant),
+        };
+        schema.is_some_and(|schema| {
+            let props = schema.get("properties");
+            let is_file = props
+                .and_then(|p| p.pointer("/type/enum"))
+                .and_then(Value::as_array)
+                .is_some_and(|e| e.iter().any(|v| v == "file"));
+            is_file
+                && props.and_then(|p| p.get("url")).is_some()
+                && props.and_then(|p| p.get("mime")).is_some()
+        })
+    })
+}
+
 /// Splits attachments into file parts and the paths that need a note in the prompt.
 pub fn plan(attachments: &[PathBuf], working_directory: &Path) -> (Vec<Value>, Vec<PathBuf>) {
     let mut parts = Vec::new();
@@ -174,6 +209,26 @@ mod tests {
         text.push('é');
         std::fs::write(&path, text).unwrap();
         assert!(looks_like_text(&path));
+    }
+
+    #[test]
+    fn the_openapi_document_tells_whether_file_parts_are_accepted() {
+        let doc = |variants: Value| {
+            json!({
+                "paths": {"/session/{sessionID}/prompt_async": {"post": {"requestBody": {"content": {
+                    "application/json": {"schema": {"properties": {"parts": {"items": {"anyOf": variants}}}}}
+                }}}}},
+                "components": {"schemas": {
+                    "TextPartInput": {"properties": {"type": {"enum": ["text"]}, "text": {}}},
+                    "FilePartInput": {"properties": {"type": {"enum": ["file"]}, "mime": {}, "url": {}}}
+                }}
+            })
+        };
+        let text = json!({"$ref": "#/components/schemas/TextPartInput"});
+        let file = json!({"$ref": "#/components/schemas/FilePartInput"});
+        assert!(doc_accepts_file_parts(&doc(json!([text, file]))));
+        assert!(!doc_accepts_file_parts(&doc(json!([text]))));
+        assert!(!doc_accepts_file_parts(&json!({"paths": {}})));
     }
 
     #[test]

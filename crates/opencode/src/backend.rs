@@ -116,6 +116,8 @@ pub struct OpencodeBackend {
     sidecar: Sidecar,
     permission_handler: Option<Arc<dyn PermissionHandler>>,
     last_timings: Mutex<Option<TurnTimings>>,
+    /// Whether the server (by URL) accepts file parts, from its `/doc`.
+    file_parts: Mutex<Option<(String, bool)>>,
 }
 
 impl std::fmt::Debug for OpencodeBackend {
@@ -163,6 +165,7 @@ impl OpencodeBackend {
             sidecar,
             permission_handler: None,
             last_timings: Mutex::new(None),
+            file_parts: Mutex::new(None),
         })
     }
 
@@ -230,6 +233,42 @@ impl OpencodeBackend {
                 None
             }
         }
+    }
+
+    /// Whether the running server's OpenAPI (`GET /doc`) accepts file parts in a prompt;
+    /// asked once per server start. When it cannot be told, attachments go as path notes.
+    async fn file_parts_supported(&self, client: &ServerClient) -> bool {
+        let cached = self
+            .file_parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((url, supported)) = cached {
+            if url == client.base_url() {
+                return supported;
+            }
+        }
+        let supported = match client
+            .call(Method::GET, "/doc", None, SUBSCRIBE_TIMEOUT)
+            .await
+        {
+            Ok(reply) if reply.is_success() => attachments::doc_accepts_file_parts(&reply.json()),
+            Ok(reply) => {
+                tracing::warn!(
+                    status = reply.status,
+                    "opencode /doc unavailable: attachments go as path notes"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!("opencode /doc unavailable ({e}): attachments go as path notes");
+                return false;
+            }
+        };
+        tracing::debug!(supported, "opencode file parts");
+        *self.file_parts.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((client.base_url().to_owned(), supported));
+        supported
     }
 
     /// A client and an event stream that has greeted us. A transport failure on a server that
@@ -305,15 +344,6 @@ impl OpencodeBackend {
         timings: &mut TurnTimings,
     ) -> Result<AgentResponse, AgentError> {
         let deadline = tokio::time::Instant::now() + req.timeout;
-        let system = self.system_prompt(req.system_prompt_file.as_deref()).await;
-        let (file_parts, notes) = attachments::plan(&req.attachments, &req.working_directory);
-        let text = with_attachment_notes(&req.prompt, &notes, &req.working_directory);
-        let mut parts = vec![json!({"type": "text", "text": text})];
-        parts.extend(file_parts);
-        let mut body = json!({"parts": parts});
-        if let Some(system) = system {
-            body["system"] = Value::String(system);
-        }
         let query = self.directory_query(&req.working_directory);
 
         // Subscribe first, so no event of the turn can be missed. A server that died just
@@ -328,6 +358,21 @@ impl OpencodeBackend {
             }
             Err(Retry::No(e)) => return Err(e),
         };
+
+        let system = self.system_prompt(req.system_prompt_file.as_deref()).await;
+        let (file_parts, notes) =
+            if !req.attachments.is_empty() && self.file_parts_supported(&client).await {
+                attachments::plan(&req.attachments, &req.working_directory)
+            } else {
+                (Vec::new(), req.attachments.clone())
+            };
+        let text = with_attachment_notes(&req.prompt, &notes, &req.working_directory);
+        let mut parts = vec![json!({"type": "text", "text": text})];
+        parts.extend(file_parts);
+        let mut body = json!({"parts": parts});
+        if let Some(system) = system {
+            body["system"] = Value::String(system);
+        }
 
         let session_path = format!("/session/{}", encode_component(&req.session_id));
         let t = Instant::now();

@@ -254,8 +254,12 @@ async fn an_unknown_session_is_not_found_and_never_recreated() {
 async fn the_deadline_aborts_the_turn_and_the_session_stays_usable() {
     let h = Harness::started().await;
     let sid = h.session().await;
-    h.mock
-        .push(Reply::text("far too late").with_delay(Duration::from_secs(600)));
+    // Keyed on the prompt, not the FIFO: however slow the machine, only this turn's request
+    // gets the late answer.
+    h.mock.respond_with(|r| {
+        (r.last_user_text().as_deref() == Some("take your time"))
+            .then(|| Reply::text("far too late").with_delay(Duration::from_secs(600)))
+    });
     let mut req = h.turn(&sid, "take your time");
     req.timeout = Duration::from_secs(8);
     let (result, _) = h.run(&req).await;
