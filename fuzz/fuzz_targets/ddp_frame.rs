@@ -2,7 +2,8 @@
 //! (`parse_frame`) and the message documents inside them (`normalize_doc`, then the chunker
 //! on the normalized text). Any panic is a bug.
 //!
-//! Run: `cd fuzz && cargo +nightly fuzz run ddp_frame -- -max_total_time=60`.
+//! Run: `cd fuzz && cargo +nightly fuzz run ddp_frame corpus/ddp_frame seeds/ddp_frame -- -max_total_time=60`
+//! (new inputs go to `corpus/`, which is not committed; `seeds/` holds the starting frames).
 
 #![no_main]
 
