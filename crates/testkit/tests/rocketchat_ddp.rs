@@ -35,7 +35,17 @@ fn seed() -> Seed {
         .with_room(SeedRoom::group("hidden", &["alice"]).id("HIDDEN"))
 }
 
+/// Starts the fake. Tests that read frames one by one turn the server heartbeat off, so a
+/// slow run cannot slip a `ping` between the frames they expect.
 async fn start(options: FakeOptions) -> FakeRocketChat {
+    let options = if options.heartbeat == FakeOptions::default().heartbeat {
+        FakeOptions {
+            heartbeat: None,
+            ..options
+        }
+    } else {
+        options
+    };
     FakeRocketChat::start(options).await.unwrap()
 }
 
