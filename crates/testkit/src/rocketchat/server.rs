@@ -271,9 +271,8 @@ impl FakeRocketChat {
         let listener = loop {
             match TcpListener::bind(self.addr).await {
                 Ok(l) => break l,
-                Err(e) if attempt < 100 => {
+                Err(_) if attempt < 100 => {
                     attempt += 1;
-                    let _ = e;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => return Err(e.into()),
