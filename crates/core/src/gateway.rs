@@ -1,6 +1,11 @@
 //! The service object the daemon runs and the control socket talks to: connectors with their
 //! watchers and state files, agent backends, and the operations of the CLI (list, pause,
 //! resume, reset, send, inject, shutdown).
+//!
+//! A connector that cannot reach its server does not hold the gateway hostage: the start is
+//! reported as degraded, the other connectors work, and watchers whose room could not be
+//! resolved or subscribed for want of the server wait ([`WatcherInfo::waiting`]) until
+//! [`start_when_connected`] starts them once the connector says it is connected.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::approval::ApprovalRegistry;
@@ -18,7 +24,7 @@ use crate::state::{StateError, StateFile, WatcherRecord};
 use crate::types::{
     ConnectionState, ConnectorError, IncomingMessage, OutgoingMessage, Role, Room, RoomKind, Sender,
 };
-use crate::watcher::{StateBook, Watcher, WatcherDeps, WatcherInfo, WatcherSpec};
+use crate::watcher::{StateBook, Watcher, WatcherDeps, WatcherError, WatcherInfo, WatcherSpec};
 
 /// Daemon-wide options.
 #[derive(Debug, Clone)]
@@ -127,6 +133,8 @@ pub struct Gateway {
     connectors: Vec<ConnectorEntry>,
     shutting_down: AtomicBool,
     shutdown_done: tokio::sync::Mutex<bool>,
+    /// Stops the tasks that start waiting watchers (see [`start_when_connected`]).
+    retry_cancel: CancellationToken,
 }
 
 impl Gateway {
@@ -231,9 +239,22 @@ impl Gateway {
             match result {
                 Ok(()) => {
                     entry.online.store(true, Ordering::SeqCst);
-                    report
-                        .info
-                        .push(format!("Connector '{}' connected", entry.name));
+                    match entry.connector.connection_state() {
+                        // Its server is not reachable yet: the connector keeps trying in the
+                        // background, and the start is degraded until it gets through.
+                        ConnectionState::Reconnecting { last_error, .. } => {
+                            let reason = last_error.unwrap_or_else(|| "no answer yet".into());
+                            warn!(connector = %entry.name, %reason, "connector not connected yet; it keeps retrying");
+                            report.errors.push(format!(
+                                "Connector '{}' ({}) is not connected yet ({reason}); it keeps \
+                                 retrying in the background",
+                                entry.name, entry.connector_type
+                            ));
+                        }
+                        _ => report
+                            .info
+                            .push(format!("Connector '{}' connected", entry.name)),
+                    }
                 }
                 Err(e) => {
                     error!(connector = %entry.name, error = %e, "connector failed to connect");
@@ -267,11 +288,23 @@ impl Gateway {
             }
         }
         let results = join_all(to_start.iter().map(|w| w.start())).await;
+        let mut waiting: Vec<Arc<Watcher>> = Vec::new();
         for (watcher, result) in to_start.iter().zip(results) {
             match result {
                 Ok(()) => report
                     .info
                     .push(format!("Watcher '{}' started", watcher.name())),
+                Err(e) if e.waits_for_connector() => {
+                    warn!(watcher = %watcher.name(), error = %e, "watcher waits for its connector");
+                    watcher.set_waiting(true);
+                    report.errors.push(format!(
+                        "Watcher '{}' is waiting for connector '{}' ({e}); it starts once the \
+                         server is reachable",
+                        watcher.name(),
+                        watcher.spec().connector
+                    ));
+                    waiting.push(watcher.clone());
+                }
                 Err(e) => {
                     error!(watcher = %watcher.name(), error = %e, "watcher failed to start");
                     report
@@ -281,12 +314,31 @@ impl Gateway {
             }
         }
 
+        // Watchers whose connector could not reach its server start once it can.
+        let retry_cancel = CancellationToken::new();
+        for entry in &entries {
+            let mine: Vec<Arc<Watcher>> = waiting
+                .iter()
+                .filter(|w| entry.watchers.iter().any(|e| Arc::ptr_eq(e, w)))
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                tokio::spawn(start_when_connected(
+                    entry.connector.clone(),
+                    mine,
+                    WaitingRetry::default(),
+                    retry_cancel.clone(),
+                ));
+            }
+        }
+
         let gateway = Arc::new(Gateway {
             approvals,
             backends,
             connectors: entries,
             shutting_down: AtomicBool::new(false),
             shutdown_done: tokio::sync::Mutex::new(false),
+            retry_cancel,
         });
         (gateway, report)
     }
@@ -461,6 +513,7 @@ impl Gateway {
     /// state, disconnects connectors and stops backends. A second call waits for the first.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.retry_cancel.cancel();
         let mut done = self.shutdown_done.lock().await;
         if *done {
             return;
@@ -541,6 +594,85 @@ impl Gateway {
     ) -> Result<&Arc<Watcher>, GatewayError> {
         self.find_entry_and_watcher(watcher, connector)
             .map(|(_, w)| w)
+    }
+}
+
+/// When [`start_when_connected`] tries again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitingRetry {
+    /// How often the connector's state is looked at (cheap; no server traffic).
+    pub poll: Duration,
+    /// The pause after the first failed retry while the connector says it is connected
+    /// (doubling after each failure).
+    pub first_delay: Duration,
+    /// The longest such pause.
+    pub max_delay: Duration,
+}
+
+impl Default for WaitingRetry {
+    fn default() -> Self {
+        WaitingRetry {
+            poll: Duration::from_millis(500),
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Starts watchers that are waiting for their connector (their start failed because the
+/// server could not be reached). Nothing is tried while the connector reports it is not
+/// connected; the moment it is, every waiting watcher is started at once; a start that still
+/// fails for want of the server is retried after a capped, doubling delay. A watcher whose
+/// start fails for any other reason (paused meanwhile, gateway shutting down, room unknown to
+/// the server, …) stops waiting. Ends when no watcher waits or `cancel` fires.
+pub async fn start_when_connected(
+    connector: Arc<dyn Connector>,
+    mut waiting: Vec<Arc<Watcher>>,
+    retry: WaitingRetry,
+    cancel: CancellationToken,
+) {
+    let is_up = || matches!(connector.connection_state(), ConnectionState::Connected);
+    let mut delay = retry.first_delay;
+    let mut next_try = tokio::time::Instant::now();
+    let mut was_up = false;
+    while !waiting.is_empty() {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(retry.poll) => {}
+        }
+        let up = is_up();
+        let came_up = up && !was_up;
+        was_up = up;
+        if !up || (!came_up && tokio::time::Instant::now() < next_try) {
+            continue;
+        }
+        if came_up {
+            delay = retry.first_delay;
+        }
+        // Never abandoned half-way: a shutdown waits for these starts (and then stops them).
+        let results = join_all(waiting.iter().map(|w| w.start())).await;
+        let mut still = Vec::new();
+        for (watcher, result) in waiting.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    watcher.set_waiting(false);
+                    info!(watcher = %watcher.name(), connector = %connector.name(), "watcher started: its connector is connected");
+                }
+                Err(e) if e.waits_for_connector() => {
+                    warn!(watcher = %watcher.name(), error = %e, retry_in = ?delay, "watcher still waits for its connector");
+                    still.push(watcher);
+                }
+                Err(e) => {
+                    watcher.set_waiting(false);
+                    if !matches!(e, WatcherError::Retired(_) | WatcherError::Paused(_)) {
+                        error!(watcher = %watcher.name(), error = %e, "watcher failed to start; not retried");
+                    }
+                }
+            }
+        }
+        waiting = still;
+        next_try = tokio::time::Instant::now() + delay;
+        delay = delay.saturating_mul(2).min(retry.max_delay);
     }
 }
 

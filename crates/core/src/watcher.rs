@@ -111,6 +111,10 @@ pub struct WatcherInfo {
     pub context_injection_state: String,
     /// Messages waiting in the queue.
     pub queued: usize,
+    /// Not running because its connector could not reach the server when it tried to start;
+    /// the gateway starts it once the connector is connected (`list` shows `waiting`).
+    #[serde(default)]
+    pub waiting: bool,
 }
 
 /// Why a watcher could not start (or restart after `resume`/`reset`). One line for the
@@ -154,6 +158,24 @@ pub enum WatcherError {
         /// The connector's error.
         source: ConnectorError,
     },
+}
+
+impl WatcherError {
+    /// True when the start failed only because the connector could not reach its server
+    /// (room lookup or subscription said "not connected"): trying again once the connector
+    /// is connected can succeed, so the gateway keeps the watcher waiting instead of giving up.
+    pub fn waits_for_connector(&self) -> bool {
+        matches!(
+            self,
+            WatcherError::Room {
+                source: ConnectorError::NotConnected(_),
+                ..
+            } | WatcherError::Subscribe {
+                source: ConnectorError::NotConnected(_),
+                ..
+            }
+        )
+    }
 }
 
 /// The in-memory copy of one connector's state file. It holds the records of every
@@ -284,6 +306,7 @@ struct Status {
     room: Option<Room>,
     inbox: Option<Inbox>,
     context_state: &'static str,
+    waiting: bool,
 }
 
 /// A running watcher's worker and what is needed to stop it.
@@ -328,6 +351,7 @@ impl Watcher {
                     room: None,
                     inbox: None,
                     context_state: "not_started",
+                    waiting: false,
                 }),
                 last_busy_notice: Arc::new(Mutex::new(None)),
                 retired: AtomicBool::new(false),
@@ -385,7 +409,21 @@ impl Watcher {
             active: status.inbox.is_some(),
             context_injection_state: status.context_state.to_string(),
             queued: status.inbox.as_ref().map_or(0, Inbox::len),
+            waiting: status.waiting && status.inbox.is_none(),
         }
+    }
+
+    /// Marks the watcher as waiting for its connector (see [`WatcherInfo::waiting`]); the
+    /// gateway sets it when a start failed with [`WatcherError::waits_for_connector`] and
+    /// clears it when it gives up. A successful start clears it too.
+    pub fn set_waiting(&self, waiting: bool) {
+        self.inner.status().waiting = waiting;
+    }
+
+    /// Waiting for its connector (see [`Watcher::set_waiting`]).
+    pub fn is_waiting(&self) -> bool {
+        let status = self.inner.status();
+        status.waiting && status.inbox.is_none()
     }
 
     /// Starts the watcher: resolves the room, builds and writes the durable context, finds or
@@ -569,6 +607,7 @@ impl Inner {
             status.room = Some(room.clone());
             status.inbox = Some(inbox.clone());
             status.context_state = "injected";
+            status.waiting = false;
         }
         info!(watcher = %spec.name, room = %room.name, "watcher started");
         if let Some(text) = &spec.online_notification {

@@ -47,7 +47,7 @@ pub enum Command {
     Restart(RestartArgs),
     /// Show whether the daemon runs, its uptime, connectors and watchers.
     Status,
-    /// List watchers with their sessions.
+    /// List connectors with their link state, and watchers with their sessions.
     List {
         /// Only this connector's watchers.
         #[arg(long)]
@@ -455,24 +455,56 @@ fn list(rt: &RuntimeDir, connector: Option<String>) -> i32 {
             request["connector"] = json!(c);
         }
         let answer = ask_daemon(rt, request, CLIENT_TIMEOUT)?;
-        let watchers = answer["data"].as_array().cloned().unwrap_or_default();
-        if watchers.is_empty() {
-            println!("No configured watchers");
-        }
-        for w in watchers {
-            println!("{}", list_line(&w));
+        for line in list_lines(&answer) {
+            println!("{line}");
         }
         Ok(())
     })())
 }
 
-/// `<watcher>: (<connector>) <room> [<agent>] session=<id> [PAUSED|active|inactive]`.
+/// The `list` output: per connector a `Connector <name> (<type>): <link state>` line (our
+/// addition) followed by its watchers' lines in the reference format; watchers of connectors
+/// the daemon did not report come last; `No configured watchers` when there are none.
+fn list_lines(answer: &Value) -> Vec<String> {
+    let watchers = answer["data"].as_array().cloned().unwrap_or_default();
+    let connectors = answer["connectors"].as_array().cloned().unwrap_or_default();
+    let mut lines = Vec::new();
+    let mut shown = vec![false; watchers.len()];
+    for c in &connectors {
+        let name = c["name"].as_str().unwrap_or("?");
+        lines.push(format!(
+            "Connector {name} ({}): {}",
+            c["connector_type"].as_str().unwrap_or("?"),
+            describe_link(&c["state"])
+        ));
+        for (i, w) in watchers.iter().enumerate() {
+            if !shown[i] && w["connector"].as_str() == Some(name) {
+                lines.push(list_line(w));
+                shown[i] = true;
+            }
+        }
+    }
+    for (i, w) in watchers.iter().enumerate() {
+        if !shown[i] {
+            lines.push(list_line(w));
+        }
+    }
+    if watchers.is_empty() {
+        lines.push("No configured watchers".to_string());
+    }
+    lines
+}
+
+/// `<watcher>: (<connector>) <room> [<agent>] session=<id> [PAUSED|active|waiting|inactive]`
+/// (`waiting`: its connector could not reach the server yet; it starts once it can).
 fn list_line(w: &Value) -> String {
     let text = |key: &str| w[key].as_str().unwrap_or("").to_string();
     let state = if w["paused"] == true {
         "PAUSED"
     } else if w["active"] == true {
         "active"
+    } else if w["waiting"] == true {
+        "waiting"
     } else {
         "inactive"
     };
@@ -915,6 +947,45 @@ mod tests {
         let w = json!({"watcher_name": "w", "connector": "c", "room_name": "general",
             "agent_name": "claude", "session_id": "", "paused": true, "active": false});
         assert_eq!(list_line(&w), "w: (c) general [claude] session= [PAUSED]");
+        let w = json!({"watcher_name": "w", "connector": "c", "room_name": "general",
+            "agent_name": "claude", "session_id": "", "paused": false, "active": false,
+            "waiting": true});
+        assert_eq!(list_line(&w), "w: (c) general [claude] session= [waiting]");
+    }
+
+    #[test]
+    fn list_groups_watchers_under_their_connector_state() {
+        let w = |name: &str, connector: &str| {
+            json!({"watcher_name": name, "connector": connector, "room_name": "r",
+                "agent_name": "a", "session_id": "", "paused": false, "active": true})
+        };
+        let answer = json!({"ok": true,
+        "data": [w("w1", "rc"), w("w2", "local"), w("w3", "rc")],
+        "connectors": [
+            {"name": "local", "connector_type": "script", "state": {"state": "connected"}},
+            {"name": "rc", "connector_type": "rocketchat", "state": {"state": "reconnecting",
+                "since_ms": 0, "last_error": "refused"}},
+        ]});
+        let lines = list_lines(&answer);
+        assert_eq!(lines[0], "Connector local (script): connected");
+        assert_eq!(lines[1], "w2: (local) r [a] session= [active]");
+        assert!(
+            lines[2].starts_with("Connector rc (rocketchat): reconnecting for "),
+            "{lines:?}"
+        );
+        assert!(lines[2].ends_with("(last error: refused)"), "{lines:?}");
+        assert_eq!(
+            &lines[3..],
+            [
+                "w1: (rc) r [a] session= [active]",
+                "w3: (rc) r [a] session= [active]"
+            ]
+        );
+        // An older daemon without `connectors`: the reference output.
+        let answer = json!({"ok": true, "data": [w("w1", "rc")]});
+        assert_eq!(list_lines(&answer), ["w1: (rc) r [a] session= [active]"]);
+        let answer = json!({"ok": true, "data": [], "connectors": []});
+        assert_eq!(list_lines(&answer), ["No configured watchers"]);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! [`ControlTarget`] (the running `Gateway`); the client side is the blocking [`call`] the CLI
 //! uses, so CLI commands need no async runtime.
 //!
-//! Requests: `list`, `pause`, `resume`, `reset`, `send` (reference wire format and error
-//! texts), plus our `inject` (a message into a watcher, as if a user had posted it) and
+//! Requests: `list` (plus our `connectors` field: each connector's link state), `pause`,
+//! `resume`, `reset`, `send` (reference wire format and error texts), plus our `inject` (a message into a watcher, as if a user had posted it) and
 //! `status` (pid, uptime, connectors with their link state, watcher count, permission
 //! requests waiting for an owner).
 
@@ -281,7 +281,16 @@ pub async fn handle_request(target: &dyn ControlTarget, facts: DaemonFacts, line
     tracing::debug!(cmd, "control request");
     match cmd {
         "list" => match target.list(connector) {
-            Ok(watchers) => json!({"ok": true, "data": watchers}),
+            // `connectors` (our addition) gives `list` each connector's link state.
+            Ok(watchers) => json!({
+                "ok": true,
+                "data": watchers,
+                "connectors": target
+                    .connectors()
+                    .into_iter()
+                    .filter(|c| connector.is_none_or(|name| c.name == name))
+                    .collect::<Vec<_>>(),
+            }),
             Err(err) => error_response(err.0),
         },
         "pause" | "resume" | "reset" => {
@@ -465,6 +474,7 @@ mod tests {
             active: !paused,
             context_injection_state: "injected".into(),
             queued: 0,
+            waiting: false,
         }
     }
 
@@ -548,6 +558,8 @@ mod tests {
         assert_eq!(list["ok"], true);
         assert_eq!(list["data"][1]["watcher_name"], "w2");
         assert_eq!(list["data"][1]["paused"], true);
+        assert_eq!(list["connectors"][0]["name"], "local");
+        assert_eq!(list["connectors"][0]["state"]["state"], "connected");
         assert_eq!(
             ask(&fake, r#"{"cmd":"list","connector":"nope"}"#).await,
             json!({"ok": false, "error": "Unknown connector: 'nope'"})

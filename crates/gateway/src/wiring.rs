@@ -1,9 +1,15 @@
 //! Config → adapters → core: turns the resolved [`acg_config::Config`] into the agent
 //! backends, connectors and watcher specs that `Gateway::start` takes.
 //!
+//! Connectors: `script` → [`ScriptConnector`] (transcripts under the runtime dir),
+//! `rocketchat` → [`RocketChatConnector`] with the production [`RocketChatOptions`] (its
+//! attachment cache is `attachments.cache_dir_global` of its config). A Rocket.Chat server that
+//! is down or refuses the login does not fail the start: the connector keeps retrying in the
+//! background and core starts its watchers once it is connected.
+//!
 //! What this build cannot run is reported, not fatal (the start is then degraded): an
 //! `opencode` agent gets no backend (core keeps its watchers' saved state and does not start
-//! them), and `rocketchat` / `mattermost` / `voice` connectors are left out entirely, so their
+//! them), and `mattermost` / `voice` connectors are left out entirely, so their
 //! `state.<connector>.json` files are not touched.
 //!
 //! A Claude agent with `permissions.enabled` runs with the permission broker's hook
@@ -19,6 +25,7 @@ use acg_core::context::{builtin_platform_context, builtin_tool_context, ContextS
 use acg_core::gateway::{AgentSetup, ConnectorSetup};
 use acg_core::ports::Connector;
 use acg_core::watcher::WatcherSpec;
+use acg_rocketchat::{RocketChatConnector, RocketChatOptions};
 use acg_script::ScriptConnector;
 use agent_chat_gateway::broker::{AgentHook, TOKEN_ENV};
 
@@ -74,6 +81,21 @@ pub fn wire(config: &Config, rt: &RuntimeDir, hooks: &HashMap<String, AgentHook>
                 ScriptConnector::new(&connector.name)
                     .with_transcript_dir(rt.script_dir(&connector.name)),
             ),
+            ConnectorKind::RocketChat(server) => match RocketChatConnector::new(
+                &connector.name,
+                server.clone(),
+                RocketChatOptions::default(),
+            ) {
+                Ok(rc) => Arc::new(rc),
+                Err(e) => {
+                    errors.push(format!(
+                        "Connector '{}' (type: rocketchat): {e}; its watchers are not started \
+                         and their saved state is kept",
+                        connector.name
+                    ));
+                    continue;
+                }
+            },
             other => {
                 errors.push(format!(
                     "Connector '{}' (type: {}): not available in this build yet; its watchers \

@@ -260,13 +260,13 @@ fn help_and_usage() {
 fn degraded_start_for_adapters_not_in_this_build() {
     let world = World::new();
     world.write_config(&format!(
-        "connectors:\n  - name: local\n    type: script\n  - name: rc\n    type: rocketchat\n    server:\n      url: http://127.0.0.1:9\n      username: bot\n      password: pw\nagents:\n  claude:\n    type: claude\n    command: {claude}\n    working_directory: {work}\n  oc:\n    type: opencode\n    working_directory: {work}\nwatchers:\n  - name: helper\n    connector: local\n    room: desk\n  - name: oc-watch\n    connector: local\n    room: other\n    agent: oc\n  - name: rc-watch\n    connector: rc\n    room: general\n",
+        "connectors:\n  - name: local\n    type: script\n  - name: mm\n    type: mattermost\n    server:\n      url: http://127.0.0.1:9\n      team: t\n      username: bot\n      password: pw\nagents:\n  claude:\n    type: claude\n    command: {claude}\n    working_directory: {work}\n  oc:\n    type: opencode\n    working_directory: {work}\nwatchers:\n  - name: helper\n    connector: local\n    room: desk\n  - name: oc-watch\n    connector: local\n    room: other\n    agent: oc\n  - name: mm-watch\n    connector: mm\n    room: general\n",
         claude = world.claude().display(),
         work = world.work.display()
     ));
-    // Saved state of the rocketchat watcher must survive.
-    let rc_state = world.runtime_dir().join("state.rc.json");
-    let saved = r#"{"watchers": [{"watcher_name": "rc-watch", "session_id": "keep-me", "room_id": "R1", "room_type": "channel", "context_injected": true, "paused": false, "last_processed_ts": "1700000000000"}]}"#;
+    // Saved state of the mattermost watcher must survive.
+    let rc_state = world.runtime_dir().join("state.mm.json");
+    let saved = r#"{"watchers": [{"watcher_name": "mm-watch", "session_id": "keep-me", "room_id": "R1", "room_type": "channel", "context_injected": true, "paused": false, "last_processed_ts": "1700000000000"}]}"#;
     std::fs::write(&rc_state, saved).unwrap();
 
     let run = world.run(&["start"]);
@@ -274,7 +274,7 @@ fn degraded_start_for_adapters_not_in_this_build() {
     let out = run.stdout();
     assert!(out.contains("Gateway started (degraded)."), "{out}");
     assert!(out.contains("opencode"), "{out}");
-    assert!(out.contains("rocketchat"), "{out}");
+    assert!(out.contains("mattermost"), "{out}");
     let list = world.list();
     assert!(
         list.iter()

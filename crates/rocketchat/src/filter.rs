@@ -11,7 +11,10 @@
 //! 6. allow-list (`filter_sender`): owners, guests and peer agents only;
 //! 7. mention gate (`require_mention`, not in DMs, not for peer agents): the server's
 //!    `mentions[]` names the bot or `all`, or else the text mentions `@bot`
-//!    ([`crate::mention::text_mentions`]) in `msg` or an attachment caption;
+//!    ([`crate::mention::text_mentions`]) in `msg` or an attachment caption. An *owner's*
+//!    `approve <id>` / `deny <id>` ([`acg_core::approval::parse_command`]) passes without a
+//!    mention: the gateway answers it before any agent sees it (0.5.2 required the mention,
+//!    digest §12.10); a guest's identical text still needs the mention;
 //! 8. peer agents spend a turn budget per room, thread and sender ([`TurnBudget`]); a human
 //!    message that passed the gates resets the budgets of its room and thread.
 //!
@@ -112,7 +115,12 @@ pub fn screen(msg: &RcMessage, gates: &Gates, kind: RoomKind) -> Result<Screened
     {
         return Err(DropReason::NotAllowed);
     }
-    if gates.require_mention && !is_agent && kind != RoomKind::Dm && !addresses_bot(msg, gates) {
+    if gates.require_mention
+        && !is_agent
+        && kind != RoomKind::Dm
+        && !addresses_bot(msg, gates)
+        && !is_owner_approval_command(msg, gates)
+    {
         return Err(DropReason::NotMentioned);
     }
     Ok(Screened { is_agent })
@@ -138,6 +146,17 @@ pub fn addresses_bot(msg: &RcMessage, gates: &Gates) -> bool {
         text.push_str(caption);
     }
     mention::text_mentions(mention::strip(&text), &gates.bot_username)
+}
+
+/// Is this an owner's `approve <id>` / `deny <id>`? Such a message skips the mention gate:
+/// it is a reply to a permission request the bot posted, and the gateway consumes it before
+/// the queue, so no agent turn can come of it.
+pub fn is_owner_approval_command(msg: &RcMessage, gates: &Gates) -> bool {
+    let Some(sender) = &msg.sender else {
+        return false;
+    };
+    gates.owners.contains(&sender.username)
+        && acg_core::approval::parse_command(mention::strip(&msg.text)).is_some()
 }
 
 /// How long after `ts` an `_updatedAt` marks an update rather than the insert itself (the
@@ -455,6 +474,45 @@ mod tests {
         let mut open = g.clone();
         open.require_mention = false;
         assert!(screen(&msg("alice", "hello"), &open, RoomKind::Channel).is_ok());
+    }
+
+    #[test]
+    fn owners_approve_and_deny_without_a_mention() {
+        let g = gates();
+        for text in ["approve a3k9", "deny a3k9", "  APPROVE A3K9 ", "Deny x1y2"] {
+            assert!(
+                screen(&msg("alice", text), &g, RoomKind::Channel).is_ok(),
+                "{text}"
+            );
+            assert!(
+                screen(&msg("alice", text), &g, RoomKind::Group).is_ok(),
+                "{text}"
+            );
+            // A guest's identical text still needs the mention.
+            assert_eq!(
+                screen(&msg("gina", text), &g, RoomKind::Channel),
+                Err(DropReason::NotMentioned),
+                "{text}"
+            );
+        }
+        // Only the exact command: anything more is ordinary chat and needs the mention.
+        for text in [
+            "approve a3k9 please",
+            "approve",
+            "I approve a3k9",
+            "approve a3-k9",
+        ] {
+            assert_eq!(
+                screen(&msg("alice", text), &g, RoomKind::Channel),
+                Err(DropReason::NotMentioned),
+                "{text}"
+            );
+        }
+        // Strangers are still stopped by the allow-list.
+        assert_eq!(
+            screen(&msg("mallory", "approve a3k9"), &g, RoomKind::Channel),
+            Err(DropReason::NotAllowed)
+        );
     }
 
     #[test]

@@ -178,8 +178,16 @@ impl World {
         std::fs::read_to_string(self.log_file()).unwrap_or_default()
     }
 
-    /// The `list` output lines.
+    /// The `list` output lines of the watchers (without the `Connector …` lines).
     pub fn list(&self) -> Vec<String> {
+        self.list_all()
+            .into_iter()
+            .filter(|l| !l.starts_with("Connector "))
+            .collect()
+    }
+
+    /// Every `list` output line, the `Connector <name> (<type>): <state>` lines included.
+    pub fn list_all(&self) -> Vec<String> {
         let run = self.run(&["list"]);
         assert_eq!(run.code(), 0, "list failed: {run:?}");
         run.stdout().lines().map(str::to_string).collect()
