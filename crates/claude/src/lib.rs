@@ -8,7 +8,8 @@
 //! - [`backend`]: settings, argv, environment, and the trait implementation.
 //! - [`process`]: running one CLI process under a deadline (own process group, capped pipes,
 //!   graceful then forced termination, cancellation safety).
-//! - [`proctree`]: finding and killing every process a run started, via `/proc`.
+//! - [`proctree`]: finding and killing every process a run started, via `/proc` (the shared
+//!   `acg-proctree` crate, re-exported).
 //! - [`stream`]: parsing `stream-json` / `json` output by key.
 //! - [`classify`]: turning an exit and its output into success or an error class.
 //! - [`transcript`]: locating a session's transcript for `delete_session`.
@@ -16,9 +17,9 @@
 pub mod backend;
 pub mod classify;
 pub mod process;
-pub mod proctree;
 pub mod stream;
 pub mod transcript;
 
+pub use acg_proctree as proctree;
 pub use backend::{ClaudeBackend, ClaudeSettings, INIT_PROMPT};
 pub use process::RunTimings;

@@ -15,18 +15,19 @@
 //!   `OPENCODE_CONFIG_CONTENT`.
 //! - [`attachments`]: file parts or path notes for a message's files.
 //! - [`http`] and [`sse`]: the small HTTP client and event-stream parser.
-//! - [`proctree`]: the sidecar's process tree (stop, kill, memory).
+//! - [`proctree`]: the sidecar's process tree (stop, kill, memory): the shared `acg-proctree`
+//!   crate, re-exported.
 
 pub mod attachments;
 pub mod backend;
 pub mod config_content;
 pub mod http;
 pub mod permission;
-pub mod proctree;
 pub mod sidecar;
 pub mod sse;
 pub mod turn;
 
+pub use acg_proctree as proctree;
 pub use backend::{OpencodeBackend, OpencodeSettings, TurnTimings};
 pub use config_content::{merged_config_content, ConfigContentError};
 pub use permission::{PermissionAsked, PermissionHandler, PermissionReply};

@@ -378,7 +378,7 @@ impl Drop for Sidecar {
                 pid,
                 "opencode sidecar dropped while running: killing its tree"
             );
-            proctree::kill_all(&proctree::snapshot(pid, pid), pid);
+            proctree::kill_tree(&proctree::snapshot_with_group(pid, pid), pid);
         }
     }
 }
@@ -420,10 +420,10 @@ async fn terminate(process: &mut Process, grace: Duration) {
         proctree::signal_group(pid, libc::SIGKILL);
         return;
     }
-    let tree = proctree::snapshot(pid, pid);
+    let tree = proctree::snapshot_with_group(pid, pid);
     proctree::signal_group(pid, libc::SIGTERM);
     let _ = tokio::time::timeout(grace, process.exited.wait_for(Option::is_some)).await;
-    proctree::kill_all(&tree, pid);
+    proctree::kill_tree(&tree, pid);
     if tokio::time::timeout(REAP_TIMEOUT, process.exited.wait_for(Option::is_some))
         .await
         .is_err()
@@ -653,8 +653,8 @@ async fn spawn(spec: &SidecarSpec) -> Result<Started, SidecarError> {
         Err(_) => Some(spec.ready_timeout),
     };
     // Not ready: kill what it started, reap it, and report why.
-    let tree = proctree::snapshot(pid, pid);
-    proctree::kill_all(&tree, pid);
+    let tree = proctree::snapshot_with_group(pid, pid);
+    proctree::kill_tree(&tree, pid);
     let status = tokio::time::timeout(REAP_TIMEOUT, child.wait()).await;
     // Give the stderr reader a moment to take the last lines.
     tokio::time::sleep(Duration::from_millis(50)).await;

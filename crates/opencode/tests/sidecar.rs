@@ -155,7 +155,7 @@ async fn repeated_failed_restarts_open_the_circuit_until_start() {
 
 /// Processes under `root` whose command line is `sleep <seconds>`.
 fn sleeping_descendants(root: u32, seconds: &str) -> Vec<i32> {
-    acg_opencode::proctree::snapshot(root as i32, root as i32)
+    acg_opencode::proctree::snapshot_with_group(root as i32, root as i32)
         .iter()
         .filter(|p| {
             let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", p.pid)) else {
