@@ -8,19 +8,11 @@
 //! `Authorization: Bearer $ACG_HOOK_TOKEN`. The token ([`new_token`], 32 random bytes) is in
 //! the agent child's environment only; a request without it gets `401` and a denial.
 //!
-//! A decision, in this order (fail closed at every step):
-//! 1. `ToolSearch` is always allowed (it only loads tool descriptions);
-//! 2. the session's turn is looked up in the [`ApprovalRegistry`]; an unknown session counts as
-//!    a guest of no agent (built-in guest rules only);
-//! 3. guest: allowed when the agent's guest rules cover every param, else denied — the chat is
-//!    not asked;
-//! 4. owner with `skip_owner_approval`: allowed;
-//! 5. owner: allowed when the owner rules cover every param;
-//! 6. otherwise the owners are asked in the room ([`ApprovalRegistry::ask`]).
-//!
-//! Every decision is appended to the audit trail (`<runtime>/audit.jsonl`); an allow that
-//! cannot be recorded is turned into a denial. A denial's reason is what the model reads as
-//! the tool's result, so it says in plain words what happened.
+//! An authenticated request is decided by the daemon's [`ToolGate`] (see [`crate::decision`]
+//! for the order: `ToolSearch`, guests by their rules, owners by rules, `skip_owner_approval`,
+//! then the owners in chat), the same gate OpenCode's permission requests go through; every
+//! decision lands in the audit trail. [`start_permissions`] sets up that gate for every agent
+//! whose calls the gateway judges, and this server for the Claude agents among them.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -30,17 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use acg_core::approval::{ApprovalRegistry, Ask, Decision, TurnContext};
-use acg_core::Role;
-use acg_policy::audit::{AuditDecision, AuditLog, AuditRecord};
-use acg_policy::{Role as PolicyRole, ToolPolicy};
+use acg_core::approval::ApprovalRegistry;
+use acg_policy::audit::AuditLog;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use jiff::Timestamp;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use serde::Deserialize;
@@ -49,6 +38,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
+
+pub use crate::decision::{
+    reason_denied, reason_guest, reason_not_asked, reason_timed_out, AgentPermissions,
+};
+use crate::decision::{CallParams, ToolCall, ToolGate, Verdict};
 
 /// The environment variable that carries the hook secret to the agent process.
 pub const TOKEN_ENV: &str = "ACG_HOOK_TOKEN";
@@ -69,55 +63,23 @@ was not authenticated, so the tool call was refused as a safe default.";
 pub const REASON_MALFORMED: &str = "Blocked by the gateway: the permission check request could \
 not be read (malformed hook body), so the tool call was refused as a safe default.";
 
-/// One agent's permission settings and policy.
-pub struct AgentPermissions {
-    /// `permissions:` of the agent.
-    pub settings: acg_config::PermissionSettings,
-    /// Its allow-lists (built-in rules first).
-    pub policy: ToolPolicy,
-}
-
-/// The broker's decision logic, independent of HTTP.
+/// The Claude hook's decision logic, independent of HTTP: authentication, then the shared
+/// [`ToolGate`].
 pub struct Broker {
     token: String,
-    approvals: Arc<ApprovalRegistry>,
-    agents: HashMap<String, AgentPermissions>,
-    fallback: ToolPolicy,
-    audit: AuditLog,
+    gate: Arc<ToolGate>,
 }
 
-/// The hook's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookAnswer {
-    /// Allow or deny.
-    pub allow: bool,
-    /// The reason (shown to the model on deny).
-    pub reason: String,
-}
+/// The hook's answer: the shared [`Verdict`].
+pub type HookAnswer = Verdict;
 
-impl HookAnswer {
-    fn allow(reason: impl Into<String>) -> Self {
-        HookAnswer {
-            allow: true,
-            reason: reason.into(),
-        }
-    }
-
-    fn deny(reason: impl Into<String>) -> Self {
-        HookAnswer {
-            allow: false,
-            reason: reason.into(),
-        }
-    }
-
-    /// The JSON body Claude Code reads.
-    pub fn to_json(&self) -> Value {
-        json!({"hookSpecificOutput": {
-            "hookEventName": "PreToolUse",
-            "permissionDecision": if self.allow { "allow" } else { "deny" },
-            "permissionDecisionReason": self.reason,
-        }})
-    }
+/// The JSON body Claude Code reads from the hook.
+pub fn hook_answer_json(answer: &HookAnswer) -> Value {
+    json!({"hookSpecificOutput": {
+        "hookEventName": "PreToolUse",
+        "permissionDecision": if answer.allow { "allow" } else { "deny" },
+        "permissionDecisionReason": answer.reason,
+    }})
 }
 
 /// The fields of the `PreToolUse` hook body the broker uses.
@@ -136,22 +98,41 @@ pub struct HookInput {
     pub cwd: Option<String>,
 }
 
+impl HookInput {
+    /// The call as the shared gate judges it.
+    pub fn into_tool_call(self) -> ToolCall {
+        ToolCall {
+            session_id: self.session_id,
+            shown: object_fields(&self.tool_input),
+            audit_input: self.tool_input.to_python_json(),
+            tool: self.tool_name,
+            params: CallParams::Input {
+                input: self.tool_input,
+                cwd: PathBuf::from(self.cwd.unwrap_or_else(|| "/".into())),
+            },
+        }
+    }
+}
+
 impl Broker {
-    /// A broker answering requests that carry `token`, for the given agents (by name).
-    /// Sessions no watcher ran are judged by the built-in guest rules alone.
+    /// A broker answering requests that carry `token`, for the given agents (by name), with a
+    /// gate of its own. Sessions no watcher ran are judged by the built-in guest rules alone.
     pub fn new(
         token: String,
         approvals: Arc<ApprovalRegistry>,
         agents: HashMap<String, AgentPermissions>,
         audit: AuditLog,
     ) -> Result<Self, acg_policy::PolicyError> {
-        Ok(Broker {
+        Ok(Broker::with_gate(
             token,
-            approvals,
-            agents,
-            fallback: ToolPolicy::new(&[], &[])?,
-            audit,
-        })
+            Arc::new(ToolGate::new(approvals, agents, audit)?),
+        ))
+    }
+
+    /// A broker answering requests that carry `token` through a gate shared with the other
+    /// permission paths of the daemon.
+    pub fn with_gate(token: String, gate: Arc<ToolGate>) -> Self {
+        Broker { token, gate }
     }
 
     /// True when the `Authorization` header carries the token (constant-time comparison).
@@ -170,250 +151,13 @@ impl Broker {
 
     /// Decides on one tool call.
     pub async fn decide(&self, input: HookInput) -> HookAnswer {
-        let tool = input.tool_name.clone();
-        let context = self.approvals.turn_context(&input.session_id);
-        let mut record = AuditRecord {
-            time: Timestamp::now(),
-            connector: context
-                .as_ref()
-                .map(|c| c.connector.name().to_string())
-                .unwrap_or_default(),
-            watcher: context
-                .as_ref()
-                .map(|c| c.watcher.clone())
-                .unwrap_or_default(),
-            session: input.session_id.clone(),
-            requester: context
-                .as_ref()
-                .map(|c| c.requester.clone())
-                .unwrap_or_default(),
-            approver: None,
-            tool: tool.clone(),
-            params: Vec::new(),
-            input: input.tool_input.to_python_json(),
-            decision: AuditDecision::AutoAllowed,
-            rule: None,
-            reason: String::new(),
-        };
-
-        if tool == "ToolSearch" {
-            record.reason = "ToolSearch only loads tool descriptions".into();
-            return self
-                .finish(record, HookAnswer::allow("ToolSearch is always allowed"))
-                .await;
-        }
-
-        let agent = context.as_ref().and_then(|c| self.agents.get(&c.agent));
-        if context.is_some() && agent.is_none() {
-            warn!(session = %input.session_id,
-                "hook call for an agent without permission settings; judged as a guest");
-        }
-        // An unknown session, or one whose agent is not configured here, is a guest's.
-        let owner = match (agent, &context) {
-            (Some(agent), Some(context)) if context.role == Role::Owner => Some((agent, context)),
-            _ => None,
-        };
-        let role = if owner.is_some() {
-            PolicyRole::Owner
-        } else {
-            PolicyRole::Guest
-        };
-        let policy = agent.map_or(&self.fallback, |a| &a.policy);
-        let cwd = PathBuf::from(input.cwd.clone().unwrap_or_else(|| "/".into()));
-        let explanation = policy.explain(role, &tool, &input.tool_input, &cwd);
-        record.params = explanation.param_strings();
-        let rules = explanation.approving_rules();
-        let covered = explanation.is_auto_allowed();
-
-        let Some((agent, context)) = owner else {
-            if covered {
-                record.rule = (!rules.is_empty()).then(|| rules.join("; "));
-                record.reason = "guest rules allow every param".into();
-                return self
-                    .finish(record, HookAnswer::allow("allowed by the guest rules"))
-                    .await;
-            }
-            record.decision = AuditDecision::GuestDenied;
-            record.reason = explanation.reason.clone();
-            return self
-                .finish(record, HookAnswer::deny(reason_guest(&tool)))
-                .await;
-        };
-
-        if covered {
-            record.rule = (!rules.is_empty()).then(|| rules.join("; "));
-            record.reason = "owner rules allow every param".into();
-            return self
-                .finish(record, HookAnswer::allow("allowed by the owner rules"))
-                .await;
-        }
-        if agent.settings.skip_owner_approval {
-            record.decision = AuditDecision::SkipOwnerApproval;
-            record.reason = "skip_owner_approval: owners' calls run without asking".into();
-            return self
-                .finish(
-                    record,
-                    HookAnswer::allow("owners' tool calls need no approval"),
-                )
-                .await;
-        }
-        self.ask_owners(record, agent, context, &input).await
-    }
-
-    async fn ask_owners(
-        &self,
-        mut record: AuditRecord,
-        agent: &AgentPermissions,
-        context: &TurnContext,
-        input: &HookInput,
-    ) -> HookAnswer {
-        let ask = Ask {
-            session_id: input.session_id.clone(),
-            tool: input.tool_name.clone(),
-            input: object_fields(&input.tool_input),
-            timeout: agent.settings.timeout,
-            require_other_owner: agent.settings.require_other_owner,
-        };
-        // The trail shows the question as soon as it is in the room, then the answer.
-        let asked = record.clone();
-        let outcome = self
-            .approvals
-            .ask_then(ask, |request| async move {
-                let mut asked = asked;
-                asked.time = Timestamp::now();
-                asked.decision = AuditDecision::Asked;
-                asked.reason = format!(
-                    "owners asked in chat (request {}, {} s to answer)",
-                    request.id,
-                    request.timeout.as_secs()
-                );
-                if let Err(e) = self.append(asked).await {
-                    error!(error = %e, "cannot write the audit trail");
-                }
-            })
-            .await;
-        let id = outcome.id.unwrap_or_else(|| "-".into());
-        record.time = Timestamp::now();
-        record.approver = outcome.decision.decided_by().map(str::to_string);
-        let answer = match &outcome.decision {
-            Decision::Approved { by } => {
-                record.decision = AuditDecision::Approved;
-                record.reason = format!("approved by {by} in chat (request {id})");
-                HookAnswer::allow(format!("approved by {by} in chat"))
-            }
-            Decision::Denied { by } => {
-                record.decision = AuditDecision::Denied;
-                record.reason = format!("denied by {by} in chat (request {id})");
-                HookAnswer::deny(reason_denied(by, &id))
-            }
-            Decision::TimedOut { after } => {
-                record.decision = AuditDecision::TimedOut;
-                record.reason =
-                    format!("nobody answered request {id} within {} s", after.as_secs());
-                HookAnswer::deny(reason_timed_out(&id, *after))
-            }
-            Decision::Cancelled => {
-                record.decision = AuditDecision::Denied;
-                record.reason =
-                    format!("request {id} withdrawn: the watcher was paused, reset or stopped");
-                HookAnswer::deny(
-                    "This tool call was denied because the chat watcher was paused, reset or \
-                     stopped while the owners were being asked.",
-                )
-            }
-            Decision::Undeliverable | Decision::NoRoom => {
-                record.decision = AuditDecision::Undeliverable;
-                record.reason = "the owners could not be asked in chat".into();
-                HookAnswer::deny(reason_not_asked(&context.room.name))
-            }
-        };
-        self.finish(record, answer).await
-    }
-
-    /// Records the decision; an allow that cannot be recorded becomes a denial.
-    async fn finish(&self, record: AuditRecord, answer: HookAnswer) -> HookAnswer {
-        info!(tool = %record.tool, watcher = %record.watcher, decision = %record.decision,
-            rule = ?record.rule, approver = ?record.approver, "tool call decided");
-        match self.append(record).await {
-            Ok(()) => answer,
-            Err(e) => {
-                error!(error = %e, "cannot write the audit trail");
-                if answer.allow {
-                    HookAnswer::deny(
-                        "Blocked by the gateway: the decision could not be recorded in the \
-                         audit trail, so the tool call was refused as a safe default.",
-                    )
-                } else {
-                    answer
-                }
-            }
-        }
-    }
-
-    /// Appends off the async threads (the audit log syncs every record).
-    async fn append(&self, record: AuditRecord) -> Result<(), String> {
-        let audit = self.audit.clone();
-        match tokio::task::spawn_blocking(move || audit.append(&record)).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+        self.gate.decide(input.into_tool_call()).await
     }
 
     /// Records a request that never got to a decision (unauthenticated or malformed).
     async fn record_rejected(&self, reason: String) {
-        let record = AuditRecord {
-            time: Timestamp::now(),
-            connector: String::new(),
-            watcher: String::new(),
-            session: String::new(),
-            requester: String::new(),
-            approver: None,
-            tool: String::new(),
-            params: Vec::new(),
-            input: String::new(),
-            decision: AuditDecision::HookRejected,
-            rule: None,
-            reason,
-        };
-        if let Err(e) = self.append(record).await {
-            error!(error = %e, "cannot write the audit trail");
-        }
+        self.gate.record_rejected(reason).await;
     }
-}
-
-/// What the model reads when an owner denied the call in chat.
-pub fn reason_denied(owner: &str, id: &str) -> String {
-    format!(
-        "The owner {owner} denied this tool call in chat (they replied `deny {id}`). Do not \
-         retry it unless they ask you to."
-    )
-}
-
-/// What the model reads when nobody answered in time.
-pub fn reason_timed_out(id: &str, after: Duration) -> String {
-    format!(
-        "This tool call was denied because nobody answered the permission request `{id}` in \
-         chat within {} s (it timed out; no owner denied it). The user may ask again when an \
-         owner is available.",
-        after.as_secs()
-    )
-}
-
-/// What the model reads when the owners could not be asked at all.
-pub fn reason_not_asked(room: &str) -> String {
-    format!(
-        "Blocked by the gateway: the owners of {room} could not be asked in chat (the \
-         permission request could not be posted), so the tool call was refused as a safe \
-         default. Please retry later."
-    )
-}
-
-/// What the model reads when a guest may not use a tool.
-pub fn reason_guest(tool: &str) -> String {
-    format!(
-        "The tool '{tool}' is not permitted for guests in this chat, so the call was denied. \
-         Answer without it, or ask an owner to run it."
-    )
 }
 
 /// Compares two secrets without an early exit on the first difference.
@@ -582,7 +326,7 @@ async fn hook(State(broker): State<Arc<Broker>>, headers: HeaderMap, body: Bytes
             .record_rejected("unauthenticated hook request".to_string())
             .await;
         let answer = HookAnswer::deny(REASON_UNAUTHENTICATED);
-        return (StatusCode::UNAUTHORIZED, Json(answer.to_json())).into_response();
+        return (StatusCode::UNAUTHORIZED, Json(hook_answer_json(&answer))).into_response();
     }
     let answer = match serde_json::from_slice::<HookInput>(&body) {
         Ok(input) => broker.decide(input).await,
@@ -594,7 +338,7 @@ async fn hook(State(broker): State<Arc<Broker>>, headers: HeaderMap, body: Bytes
             HookAnswer::deny(REASON_MALFORMED)
         }
     };
-    (StatusCode::OK, Json(answer.to_json())).into_response()
+    (StatusCode::OK, Json(hook_answer_json(&answer))).into_response()
 }
 
 /// The hook of one agent: what its `claude` processes get.
@@ -606,22 +350,42 @@ pub struct AgentHook {
     pub token: String,
 }
 
-/// The broker of a daemon, set up from its config.
+/// The permission handling of a daemon, set up from its config.
 pub struct Permissions {
-    /// The server (`None` when no agent has `permissions.enabled`, or it could not start).
+    /// The gate every judged agent's tool calls go through (`None` when no agent needs one,
+    /// or it could not be set up).
+    pub gate: Option<Arc<ToolGate>>,
+    /// The Claude hook server (`None` when no Claude agent has `permissions.enabled`, or it
+    /// could not start).
     pub server: Option<BrokerServer>,
-    /// The hook of every agent whose tool calls go through the broker, by agent name.
+    /// The hook of every Claude agent whose tool calls go through the broker, by agent name.
     pub hooks: HashMap<String, AgentHook>,
-    /// One operator line per agent left without its broker (its watchers must not start).
+    /// One operator line per agent left without its permission handling (its watchers must
+    /// not start).
     pub errors: Vec<String>,
 }
 
 impl Permissions {
+    /// The gate for `agent`, when its tool calls can be judged.
+    pub fn gate_for(&self, agent: &str) -> Option<Arc<ToolGate>> {
+        self.gate.as_ref().filter(|g| g.covers(agent)).cloned()
+    }
+
     /// Stops the server and removes the settings files.
     pub async fn stop(self) {
         if let Some(server) = self.server {
             server.stop().await;
         }
+    }
+}
+
+/// Whether the gateway judges `agent`'s tool calls: Claude agents with `permissions.enabled`
+/// (through the hook), and every OpenCode agent (its sidecar asks the gateway; with
+/// `permissions.enabled: false` the answer comes from the rules alone, nobody is asked).
+pub fn judged_by_gateway(agent: &acg_config::AgentConfig) -> bool {
+    match agent.kind {
+        acg_config::AgentKind::Claude => agent.permissions.enabled,
+        acg_config::AgentKind::Opencode => true,
     }
 }
 
@@ -641,10 +405,11 @@ pub fn settings_file_for(runtime_dir: &Path, agent: &str) -> PathBuf {
     runtime_dir.join(format!("claude-hook-{safe}.json"))
 }
 
-/// Starts the broker for every Claude agent with `permissions.enabled` and writes their
-/// settings files. An agent whose rules do not compile, or every such agent when the server
-/// cannot start, is left out with an error line (fail closed: without a hook, its watchers
-/// must not run).
+/// Sets up the [`ToolGate`] for every agent the gateway judges ([`judged_by_gateway`]), then
+/// the hook server for the Claude agents among them, and writes their settings files. An agent
+/// whose rules do not compile, or every judged agent when the audit trail cannot be opened,
+/// or every Claude agent when the hook server cannot start, is left out with an error line
+/// (fail closed: an agent whose calls cannot be judged must not run).
 pub async fn start_permissions(
     config: &acg_config::Config,
     runtime_dir: &Path,
@@ -652,20 +417,15 @@ pub async fn start_permissions(
 ) -> Permissions {
     let mut errors = Vec::new();
     let mut agents = HashMap::new();
-    let wanted = config
-        .agents
-        .iter()
-        .filter(|a| a.permissions.enabled && a.kind == acg_config::AgentKind::Claude);
-    for agent in wanted {
-        match ToolPolicy::new(&agent.owner_allowed_tools, &agent.guest_allowed_tools) {
-            Ok(policy) => {
-                agents.insert(
-                    agent.name.clone(),
-                    AgentPermissions {
-                        settings: agent.permissions.clone(),
-                        policy,
-                    },
-                );
+    // Claude agents that need the hook, with their approval timeouts.
+    let mut hooked: Vec<(String, Duration)> = Vec::new();
+    for agent in config.agents.iter().filter(|a| judged_by_gateway(a)) {
+        match AgentPermissions::from_config(agent) {
+            Ok(permissions) => {
+                if agent.kind == acg_config::AgentKind::Claude {
+                    hooked.push((agent.name.clone(), agent.permissions.timeout));
+                }
+                agents.insert(agent.name.clone(), permissions);
             }
             Err(e) => errors.push(format!(
                 "Agent '{}': its tool rules cannot be used ({e}); its watchers are not started",
@@ -674,6 +434,7 @@ pub async fn start_permissions(
         }
     }
     let mut permissions = Permissions {
+        gate: None,
         server: None,
         hooks: HashMap::new(),
         errors,
@@ -681,36 +442,28 @@ pub async fn start_permissions(
     if agents.is_empty() {
         return permissions;
     }
-    let fail_all =
-        |permissions: &mut Permissions, agents: &HashMap<String, AgentPermissions>, why: String| {
-            for name in agents.keys() {
-                permissions.errors.push(format!(
-                    "Agent '{name}': the permission broker is not available ({why}); its watchers \
+    let fail = |permissions: &mut Permissions, names: &mut dyn Iterator<Item = &str>, why: &str| {
+        for name in names {
+            permissions.errors.push(format!(
+                "Agent '{name}': the permission broker is not available ({why}); its watchers \
                  are not started"
-                ));
-            }
-        };
-    let token = match new_token() {
-        Ok(token) => token,
-        Err(e) => {
-            fail_all(&mut permissions, &agents, e.to_string());
-            return permissions;
+            ));
         }
     };
     // Every decision is recorded; without the trail no tool call may be decided.
     let audit = match AuditLog::open(&acg_policy::audit::default_audit_path(runtime_dir)) {
         Ok(audit) => audit,
         Err(e) => {
-            fail_all(&mut permissions, &agents, e.to_string());
+            fail(
+                &mut permissions,
+                &mut agents.keys().map(String::as_str),
+                &e.to_string(),
+            );
             return permissions;
         }
     };
-    let timeouts: Vec<(String, Duration)> = agents
-        .iter()
-        .map(|(name, a)| (name.clone(), a.settings.timeout))
-        .collect();
-    let broker = match Broker::new(token.clone(), approvals, agents, audit) {
-        Ok(broker) => Arc::new(broker),
+    let gate = match ToolGate::new(approvals, agents, audit) {
+        Ok(gate) => Arc::new(gate),
         Err(e) => {
             permissions
                 .errors
@@ -718,25 +471,44 @@ pub async fn start_permissions(
             return permissions;
         }
     };
-    let server = match BrokerServer::start(broker.clone()).await {
+    permissions.gate = Some(gate.clone());
+    if hooked.is_empty() {
+        return permissions;
+    }
+    let failed_hooks = |permissions: &mut Permissions, why: &str| {
+        fail(
+            permissions,
+            &mut hooked.iter().map(|(n, _)| n.as_str()),
+            why,
+        );
+    };
+    let token = match new_token() {
+        Ok(token) => token,
+        Err(e) => {
+            failed_hooks(&mut permissions, &e.to_string());
+            return permissions;
+        }
+    };
+    let broker = Arc::new(Broker::with_gate(token.clone(), gate));
+    let server = match BrokerServer::start(broker).await {
         Ok(server) => server,
         Err(e) => {
-            fail_all(&mut permissions, &broker.agents, e.to_string());
+            failed_hooks(&mut permissions, &e.to_string());
             return permissions;
         }
     };
     let mut used = std::collections::HashSet::new();
-    for (name, timeout) in timeouts {
-        let mut path = settings_file_for(runtime_dir, &name);
+    for (name, timeout) in &hooked {
+        let mut path = settings_file_for(runtime_dir, name);
         let mut n = 2;
         while !used.insert(path.clone()) {
             path = settings_file_for(runtime_dir, &format!("{name}-{n}"));
             n += 1;
         }
-        match server.write_settings(&path, timeout) {
+        match server.write_settings(&path, *timeout) {
             Ok(()) => {
                 permissions.hooks.insert(
-                    name,
+                    name.clone(),
                     AgentHook {
                         settings_file: path,
                         token: token.clone(),
@@ -757,9 +529,13 @@ pub async fn start_permissions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use acg_core::approval::TurnContext;
     use acg_core::ports::{Connector, InboundHandler};
+    use acg_core::Role;
     use acg_core::{ConnectorError, OutgoingMessage, Room, RoomKind};
+    use acg_policy::audit::AuditDecision;
     use acg_policy::audit::AuditFilter;
+    use acg_policy::ToolPolicy;
     use async_trait::async_trait;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -396,6 +396,18 @@ fn status(rt: &RuntimeDir) -> i32 {
                     describe_link(&c["state"])
                 );
             }
+            let agents = data["agents"].as_array().cloned().unwrap_or_default();
+            if !agents.is_empty() {
+                println!("Agents:");
+            }
+            for a in &agents {
+                println!(
+                    "  {} ({}): {}",
+                    a["name"].as_str().unwrap_or("?"),
+                    a["type"].as_str().unwrap_or("?"),
+                    describe_agent(a)
+                );
+            }
             let pending = data["pending_approvals"]
                 .as_array()
                 .cloned()
@@ -492,7 +504,29 @@ fn list_lines(answer: &Value) -> Vec<String> {
     if watchers.is_empty() {
         lines.push("No configured watchers".to_string());
     }
+    // Our addition, last: agents with something to say (e.g. an OpenCode sidecar's state).
+    for a in answer["agents"].as_array().into_iter().flatten() {
+        if a["health"].is_string() || a["state"] != "ready" {
+            lines.push(format!(
+                "Agent {} ({}): {}",
+                a["name"].as_str().unwrap_or("?"),
+                a["type"].as_str().unwrap_or("?"),
+                describe_agent(a)
+            ));
+        }
+    }
     lines
+}
+
+/// An agent's state in a few words: its health line (`opencode server running (pid …)`,
+/// `failed to start: …`), `ready`, or `not running (<why>)`.
+fn describe_agent(a: &Value) -> String {
+    let health = a["health"].as_str();
+    match a["state"].as_str() {
+        Some("ready") => health.unwrap_or("ready").to_string(),
+        Some("failed") => health.unwrap_or("failed to start").to_string(),
+        _ => format!("not running ({})", health.unwrap_or("unavailable")),
+    }
 }
 
 /// `<watcher>: (<connector>) <room> [<agent>] session=<id> [PAUSED|active|waiting|inactive]`
@@ -986,6 +1020,32 @@ mod tests {
         assert_eq!(list_lines(&answer), ["w1: (rc) r [a] session= [active]"]);
         let answer = json!({"ok": true, "data": [], "connectors": []});
         assert_eq!(list_lines(&answer), ["No configured watchers"]);
+    }
+
+    #[test]
+    fn agents_are_described_and_listed_when_they_have_something_to_say() {
+        let ready = json!({"name": "oc", "type": "opencode", "state": "ready",
+            "health": "opencode server running (pid 7, http://127.0.0.1:1)"});
+        assert_eq!(
+            describe_agent(&ready),
+            "opencode server running (pid 7, http://127.0.0.1:1)"
+        );
+        let quiet = json!({"name": "claude", "type": "claude", "state": "ready", "health": null});
+        assert_eq!(describe_agent(&quiet), "ready");
+        let failed = json!({"name": "oc", "type": "opencode", "state": "failed",
+            "health": "failed to start: boom"});
+        assert_eq!(describe_agent(&failed), "failed to start: boom");
+        let missing = json!({"name": "oc", "type": "opencode", "state": "unavailable",
+            "health": "no gate"});
+        assert_eq!(describe_agent(&missing), "not running (no gate)");
+        let answer = json!({"ok": true, "data": [], "agents": [quiet, ready]});
+        assert_eq!(
+            list_lines(&answer),
+            [
+                "No configured watchers",
+                "Agent oc (opencode): opencode server running (pid 7, http://127.0.0.1:1)"
+            ]
+        );
     }
 
     #[test]

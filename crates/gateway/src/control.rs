@@ -6,7 +6,10 @@
 //! Requests: `list` (plus our `connectors` field: each connector's link state), `pause`,
 //! `resume`, `reset`, `send` (reference wire format and error texts), plus our `inject` (a message into a watcher, as if a user had posted it) and
 //! `status` (pid, uptime, connectors with their link state, watcher count, permission
-//! requests waiting for an owner).
+//! requests waiting for an owner). `list` and `status` also carry our `agents` field: every
+//! configured agent with its state (`ready` / `failed` / `unavailable`), a one-line health
+//! (an OpenCode sidecar running, restarting or given up on, with its last error) and, for
+//! OpenCode, the sidecar's state as an object.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -18,6 +21,8 @@ use acg_core::approval::PermissionRequest;
 use acg_core::gateway::{ConnectorInfo, Gateway, GatewayError, Injection};
 use acg_core::watcher::WatcherInfo;
 use acg_core::Role;
+
+use crate::agents::AgentStatus;
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as TokioBufReader};
@@ -60,6 +65,10 @@ pub trait ControlTarget: Send + Sync + 'static {
     async fn inject(&self, injection: Injection) -> Result<(), GatewayError>;
     /// Permission requests waiting for an owner, oldest first.
     fn pending_approvals(&self) -> Vec<PermissionRequest> {
+        Vec::new()
+    }
+    /// Every configured agent with its state (e.g. an OpenCode sidecar's), in config order.
+    fn agents(&self) -> Vec<AgentStatus> {
         Vec::new()
     }
 }
@@ -290,6 +299,15 @@ pub async fn handle_request(target: &dyn ControlTarget, facts: DaemonFacts, line
                     .into_iter()
                     .filter(|c| connector.is_none_or(|name| c.name == name))
                     .collect::<Vec<_>>(),
+                // `agents` (our addition): the agents of the listed watchers (all of them
+                // without a connector filter) with their state.
+                "agents": target
+                    .agents()
+                    .into_iter()
+                    .filter(|a| {
+                        connector.is_none() || watchers.iter().any(|w| w.agent_name == a.name)
+                    })
+                    .collect::<Vec<_>>(),
             }),
             Err(err) => error_response(err.0),
         },
@@ -365,6 +383,7 @@ pub async fn handle_request(target: &dyn ControlTarget, facts: DaemonFacts, line
                 "uptime_secs": uptime.as_secs(),
                 "watchers": watchers,
                 "connectors": target.connectors(),
+                "agents": target.agents(),
                 "pending_approvals": target
                     .pending_approvals()
                     .iter()

@@ -27,6 +27,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
+use crate::agents::DaemonTarget;
 use crate::cli::{resolve_config_path, RestartArgs, StartArgs};
 use crate::control::{ControlServer, DaemonFacts};
 use crate::logging::{self, Echo};
@@ -361,7 +362,7 @@ async fn serve(startup: &mut Startup<'_>) -> i32 {
         tracing::error!("{line}");
         startup.reporter.error(line);
     }
-    let wired = wiring::wire(&config, rt, &permissions.hooks);
+    let wired = wiring::wire(&config, rt, &permissions);
     for line in &wired.errors {
         tracing::error!("{line}");
         startup.reporter.error(line);
@@ -392,7 +393,8 @@ async fn serve(startup: &mut Startup<'_>) -> i32 {
         pid: std::process::id(),
         started: startup.started,
     };
-    let server = match ControlServer::bind(&rt.socket(), gateway.clone(), facts).await {
+    let target = Arc::new(DaemonTarget::new(gateway.clone(), wired.agent_book));
+    let server = match ControlServer::bind(&rt.socket(), target, facts).await {
         Ok(server) => server,
         Err(err) => {
             tracing::error!("{err}");

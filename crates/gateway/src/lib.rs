@@ -9,12 +9,16 @@
 //!   [`core::gateway::Gateway`] service and the [`core::session`] scripting API.
 //! - [`config`] (`acg-config`): loading and validating `config.yaml`.
 //! - [`claude`] (`acg-claude`): the Claude Code CLI agent backend.
+//! - [`opencode`] (`acg-opencode`): the OpenCode agent backend (a supervised `opencode serve`).
 //! - [`script`] (`acg-script`): the in-memory `script` connector, to talk to watchers from code.
 //! - [`policy`] (`acg-policy`): tool allow-lists, their explanations and the audit trail.
 //!
-//! And one module of its own: [`broker`], the Claude permission broker (the local HTTP server
-//! behind every `PreToolUse` hook), which the daemon runs for agents with
-//! `permissions.enabled`.
+//! And modules of its own, for tool permissions:
+//! - [`decision`]: the [`decision::ToolGate`], where every agent's tool calls are decided
+//!   (policy, guest denial, owner approval in chat, audit trail);
+//! - [`broker`]: the Claude permission broker (the local HTTP server behind every
+//!   `PreToolUse` hook), which the daemon runs for Claude agents with `permissions.enabled`;
+//! - [`opencode_permissions`]: OpenCode's `permission.asked` requests through the same gate.
 //!
 //! # Script one agent session
 //!
@@ -94,9 +98,12 @@
 //! start`), or load it with [`config::load`] and build the same setups from it.
 
 pub mod broker;
+pub mod decision;
+pub mod opencode_permissions;
 
 pub use acg_claude as claude;
 pub use acg_config as config;
 pub use acg_core as core;
+pub use acg_opencode as opencode;
 pub use acg_policy as policy;
 pub use acg_script as script;

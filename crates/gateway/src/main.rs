@@ -7,11 +7,14 @@
 //! - [`runtime`]: the runtime directory, pid file and instance lock.
 //! - [`control`]: the control socket protocol, server and client.
 //! - [`wiring`]: config → agent backends, connectors and watcher specs.
+//! - [`agents`]: the daemon's agents as `status` and `list` report them.
 //! - [`logging`]: the daemon's log file.
 //!
-//! The permission broker (the hook server for agents with `permissions.enabled`) lives in the
-//! library, as `agent_chat_gateway::broker`, so embedders and tests can run it too.
+//! The permission handling (the decision gate, the Claude hook server, OpenCode's permission
+//! requests) lives in the library (`agent_chat_gateway::{decision, broker,
+//! opencode_permissions}`), so embedders and tests can run it too.
 
+mod agents;
 mod cli;
 mod control;
 mod daemon;

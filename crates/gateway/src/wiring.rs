@@ -7,16 +7,23 @@
 //! is down or refuses the login does not fail the start: the connector keeps retrying in the
 //! background and core starts its watchers once it is connected.
 //!
-//! What this build cannot run is reported, not fatal (the start is then degraded): an
-//! `opencode` agent gets no backend (core keeps its watchers' saved state and does not start
-//! them), and `mattermost` / `voice` connectors are left out entirely, so their
+//! What this build cannot run is reported, not fatal (the start is then degraded):
+//! `mattermost` / `voice` connectors are left out entirely, so their
 //! `state.<connector>.json` files are not touched.
 //!
+//! Agents: `claude` → [`ClaudeBackend`]; `opencode` → [`OpencodeBackend`] (its sidecar runs
+//! `<command> serve <new_session_args…>` in the working directory with the daemon's
+//! environment, an `OPENCODE_CONFIG_CONTENT` there merged, not replaced; started by core at
+//! daemon start, stopped at shutdown). Every backend is wrapped in a [`StartTracked`] and
+//! listed in the [`AgentBook`], so `status` and `list` can show how it is doing.
+//!
 //! A Claude agent with `permissions.enabled` runs with the permission broker's hook
-//! (`--settings <file>` and the hook secret in its environment); without its hook (the
-//! broker could not be set up) it gets no backend at all, so its watchers never run unguarded.
+//! (`--settings <file>` and the hook secret in its environment); an OpenCode agent answers its
+//! sidecar's permission requests through the daemon's [`ToolGate`](agent_chat_gateway::decision::ToolGate)
+//! (with `permissions.enabled`, every tool of its sessions asks). Without its hook or gate
+//! (it could not be set up) an agent gets no backend at all, so its watchers never run
+//! unguarded.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use acg_claude::{ClaudeBackend, ClaudeSettings};
@@ -25,9 +32,14 @@ use acg_core::context::{builtin_platform_context, builtin_tool_context, ContextS
 use acg_core::gateway::{AgentSetup, ConnectorSetup};
 use acg_core::ports::Connector;
 use acg_core::watcher::WatcherSpec;
+use acg_core::AgentBackend;
+use acg_opencode::{OpencodeBackend, OpencodeSettings};
 use acg_rocketchat::{RocketChatConnector, RocketChatOptions};
 use acg_script::ScriptConnector;
-use agent_chat_gateway::broker::{AgentHook, TOKEN_ENV};
+use agent_chat_gateway::broker::{Permissions, TOKEN_ENV};
+use agent_chat_gateway::opencode_permissions::OpencodeApprovals;
+
+use crate::agents::{AgentBook, StartTracked};
 
 use crate::runtime::RuntimeDir;
 
@@ -35,6 +47,8 @@ use crate::runtime::RuntimeDir;
 pub struct Wired {
     /// Agent backends this build can run.
     pub agents: Vec<AgentSetup>,
+    /// Every configured agent, with its backend when it has one (for `status` and `list`).
+    pub agent_book: AgentBook,
     /// Connectors this build can run, with their watchers.
     pub connectors: Vec<ConnectorSetup>,
     /// One operator line per thing left out (reported as `error:` lines: degraded start).
@@ -42,18 +56,23 @@ pub struct Wired {
 }
 
 /// Builds the adapters for `config`, giving agents with `permissions.enabled` their hook
-/// from `hooks` (by agent name). Never fails; see [`Wired::errors`].
-pub fn wire(config: &Config, rt: &RuntimeDir, hooks: &HashMap<String, AgentHook>) -> Wired {
+/// and OpenCode agents their permission handler from `permissions`. Never fails; see
+/// [`Wired::errors`].
+pub fn wire(config: &Config, rt: &RuntimeDir, permissions: &Permissions) -> Wired {
     let mut errors = Vec::new();
+    let mut agent_book = AgentBook::default();
 
     let mut agents = Vec::new();
     for agent in &config.agents {
-        match agent.kind {
+        let kind = agent.kind.type_name();
+        // `permissions` reported why an agent has no hook or gate; it must not run unguarded.
+        let unguarded = "its tool calls cannot be judged (see the start report)";
+        let (backend, opencode): (Arc<dyn AgentBackend>, _) = match agent.kind {
             AgentKind::Claude => {
                 let mut settings = ClaudeSettings::new(agent.command.clone());
                 if agent.permissions.enabled {
-                    // The broker reported why it has no hook for this agent.
-                    let Some(hook) = hooks.get(&agent.name) else {
+                    let Some(hook) = permissions.hooks.get(&agent.name) else {
+                        agent_book.add_missing(&agent.name, kind, unguarded);
                         continue;
                     };
                     settings.settings_file = Some(hook.settings_file.clone());
@@ -61,17 +80,33 @@ pub fn wire(config: &Config, rt: &RuntimeDir, hooks: &HashMap<String, AgentHook>
                         .extra_env
                         .push((TOKEN_ENV.to_string(), hook.token.clone()));
                 }
-                agents.push(AgentSetup {
-                    name: agent.name.clone(),
-                    backend: Arc::new(ClaudeBackend::new(settings)),
-                })
+                (Arc::new(ClaudeBackend::new(settings)), None)
             }
-            AgentKind::Opencode => errors.push(format!(
-                "Agent '{}' (type: opencode): the opencode backend is not available in this \
-                 build; its watchers are not started",
-                agent.name
-            )),
-        }
+            AgentKind::Opencode => {
+                let Some(gate) = permissions.gate_for(&agent.name) else {
+                    agent_book.add_missing(&agent.name, kind, unguarded);
+                    continue;
+                };
+                match opencode_backend(agent, OpencodeApprovals::new(gate)) {
+                    Ok(backend) => {
+                        let backend = Arc::new(backend);
+                        (backend.clone() as Arc<dyn AgentBackend>, Some(backend))
+                    }
+                    Err(e) => {
+                        let why = format!("{e}; its watchers are not started");
+                        errors.push(format!("Agent '{}' (type: opencode): {why}", agent.name));
+                        agent_book.add_missing(&agent.name, kind, why);
+                        continue;
+                    }
+                }
+            }
+        };
+        let tracked = Arc::new(StartTracked::new(backend));
+        agent_book.add(&agent.name, kind, tracked.clone(), opencode);
+        agents.push(AgentSetup {
+            name: agent.name.clone(),
+            backend: tracked,
+        });
     }
 
     let mut connectors = Vec::new();
@@ -131,9 +166,27 @@ pub fn wire(config: &Config, rt: &RuntimeDir, hooks: &HashMap<String, AgentHook>
 
     Wired {
         agents,
+        agent_book,
         connectors,
         errors,
     }
+}
+
+/// The backend of an OpenCode agent: its sidecar runs `<command> serve <new_session_args…>`
+/// in the working directory with the daemon's environment (an `OPENCODE_CONFIG_CONTENT` there
+/// gets the gateway's permission defaults merged in), and its permission requests go to
+/// `approvals`. With `permissions.enabled` every tool of its sessions asks, so the gateway
+/// decides each call. Fails only on an invalid `OPENCODE_CONFIG_CONTENT`.
+fn opencode_backend(
+    agent: &AgentConfig,
+    approvals: OpencodeApprovals,
+) -> Result<OpencodeBackend, acg_opencode::ConfigContentError> {
+    let mut settings =
+        OpencodeSettings::new(agent.command.clone(), agent.working_directory.clone());
+    settings.name = agent.name.clone();
+    settings.serve_args = agent.new_session_args.clone();
+    settings.gate_every_tool = agent.permissions.enabled;
+    Ok(OpencodeBackend::new(settings)?.with_permission_handler(Arc::new(approvals)))
 }
 
 /// One watcher's spec: the watcher's own settings, its agent's, and the context layers

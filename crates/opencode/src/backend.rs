@@ -66,6 +66,13 @@ pub struct OpencodeSettings {
     pub ready_timeout: Duration,
     /// How long a stopping server gets before `SIGKILL` (default 5 s).
     pub stop_grace: Duration,
+    /// Make every tool in the sessions it creates ask for permission (a session rule
+    /// `{"permission": "*", "pattern": "*", "action": "ask"}` ahead of the question denials;
+    /// session rules come last, so they win over OpenCode's own config). Then the
+    /// [`PermissionHandler`] decides every call, as the Claude hook does for every tool. The
+    /// gateway sets it for agents with `permissions.enabled`; default off (OpenCode's
+    /// defaults plus the bash rules of `OPENCODE_CONFIG_CONTENT`).
+    pub gate_every_tool: bool,
 }
 
 impl OpencodeSettings {
@@ -79,6 +86,7 @@ impl OpencodeSettings {
             extra_env: Vec::new(),
             ready_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(5),
+            gate_every_tool: false,
         }
     }
 }
@@ -444,6 +452,21 @@ impl OpencodeBackend {
     }
 }
 
+/// The permission rules of a new session: every tool asks (when `gate_every_tool`), then the
+/// question tools are denied (last match wins, so the denials stand).
+fn session_rules(gate_every_tool: bool) -> Vec<Value> {
+    let ask_all =
+        gate_every_tool.then(|| json!({"permission": "*", "action": "ask", "pattern": "*"}));
+    ask_all
+        .into_iter()
+        .chain(
+            QUESTION_PERMISSIONS
+                .iter()
+                .map(|p| json!({"permission": p, "action": "deny", "pattern": "*"})),
+        )
+        .collect()
+}
+
 /// A failed subscription, and whether trying once more on a new server makes sense.
 enum Retry {
     Once(AgentError),
@@ -545,11 +568,7 @@ impl AgentBackend for OpencodeBackend {
     async fn create_session(&self, req: &NewSession) -> Result<String, AgentError> {
         let deadline = tokio::time::Instant::now() + req.timeout;
         let client = self.client_before(deadline).await?;
-        let rules: Vec<Value> = QUESTION_PERMISSIONS
-            .iter()
-            .map(|p| json!({"permission": p, "action": "deny", "pattern": "*"}))
-            .collect();
-        let mut body = json!({"permission": rules});
+        let mut body = json!({"permission": session_rules(self.settings.gate_every_tool)});
         if let Some(title) = req.title.as_deref().filter(|t| !t.is_empty()) {
             body["title"] = json!(title);
         }
@@ -692,6 +711,19 @@ mod tests {
         assert_eq!(backend.kind(), "opencode");
         assert_eq!(backend.sidecar_state(), SidecarState::Stopped);
         assert_eq!(backend.health().as_deref(), Some("opencode server stopped"));
+    }
+
+    #[test]
+    fn sessions_deny_questions_and_optionally_ask_for_every_tool() {
+        let plain = session_rules(false);
+        assert_eq!(plain.len(), QUESTION_PERMISSIONS.len());
+        assert!(plain.iter().all(|r| r["action"] == "deny"));
+        let gated = session_rules(true);
+        assert_eq!(
+            gated[0],
+            json!({"permission": "*", "action": "ask", "pattern": "*"})
+        );
+        assert_eq!(&gated[1..], plain.as_slice());
     }
 
     #[test]
