@@ -511,13 +511,14 @@ impl ApprovalRegistry {
         }
         let deadline = tokio::time::Instant::now() + ask.timeout;
         let (settle, settled) = oneshot::channel();
-        let Some(id) = self.insert(&ask, &context, settle) else {
+        let Some(request) = self.insert(&ask, &context, settle) else {
             warn!("no random id for a permission request (OS randomness unavailable)");
             return AskOutcome {
                 id: None,
                 decision: Decision::Undeliverable,
             };
         };
+        let id = request.id.clone();
         // Withdraws the request however this future ends (answered, timed out, dropped).
         let _withdraw = Withdraw {
             registry: self,
@@ -538,10 +539,9 @@ impl ApprovalRegistry {
                 decision: Decision::Undeliverable,
             };
         }
-        let request = lock(&self.pending).get(&id).map(|p| p.request.clone());
-        if let Some(request) = request {
-            on_posted(request).await;
-        }
+        // The request is in the room: that is recorded even when an owner was quicker
+        // than this task and has already settled it.
+        on_posted(request).await;
         let decision = match tokio::time::timeout_at(deadline, settled).await {
             Ok(Ok(Settled::Approved(by))) => Decision::Approved { by },
             Ok(Ok(Settled::Denied(by))) => Decision::Denied { by },
@@ -567,13 +567,14 @@ impl ApprovalRegistry {
         }
     }
 
-    /// Registers a new pending request under a fresh id (never one that is pending).
+    /// Registers a new pending request under a fresh id (never one that is pending) and
+    /// returns it.
     fn insert(
         &self,
         ask: &Ask,
         context: &TurnContext,
         settle: oneshot::Sender<Settled>,
-    ) -> Option<String> {
+    ) -> Option<PermissionRequest> {
         let mut pending = lock(&self.pending);
         let id = (0..100)
             .filter_map(|_| random_id())
@@ -592,8 +593,14 @@ impl ApprovalRegistry {
             timeout: ask.timeout,
             require_other_owner: ask.require_other_owner,
         };
-        pending.insert(id.clone(), Pending { request, settle });
-        Some(id)
+        pending.insert(
+            id,
+            Pending {
+                request: request.clone(),
+                settle,
+            },
+        );
+        Some(request)
     }
 
     /// Applies an owner's command arriving through `connector`; returns the reply for the
@@ -831,6 +838,68 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("never saw {n} pending requests");
+    }
+
+    /// A chat where an owner answers `approve <id>` while the request is being posted, before
+    /// the asking task runs again.
+    struct QuickOwner {
+        registry: std::sync::OnceLock<std::sync::Weak<ApprovalRegistry>>,
+    }
+
+    #[async_trait]
+    impl Connector for QuickOwner {
+        fn name(&self) -> &str {
+            "chat"
+        }
+        fn platform(&self) -> &str {
+            "Test"
+        }
+        async fn connect(&self, _: Arc<dyn InboundHandler>) -> Result<(), ConnectorError> {
+            Ok(())
+        }
+        async fn disconnect(&self) {}
+        async fn resolve_room(&self, room: &str) -> Result<Room, ConnectorError> {
+            Ok(room_named(room))
+        }
+        async fn subscribe(&self, _: &Room, _: Option<i64>) -> Result<(), ConnectorError> {
+            Ok(())
+        }
+        async fn unsubscribe(&self, _: &Room) {}
+        async fn send(&self, _: &Room, msg: OutgoingMessage) -> Result<(), ConnectorError> {
+            let registry = self.registry.get().and_then(std::sync::Weak::upgrade);
+            if let (Some(registry), Some(id)) = (registry, msg.text.split("`[").nth(1)) {
+                let text = format!("approve {}", &id[..ID_LEN]);
+                let cmd = parse_command(&text).unwrap();
+                registry.apply(
+                    "chat",
+                    &command("desk", None, "bob", Role::Owner, &text),
+                    &cmd,
+                );
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_posted_hook_runs_even_when_an_owner_answered_first() {
+        let registry = Arc::new(ApprovalRegistry::new());
+        let chat = Arc::new(QuickOwner {
+            registry: std::sync::OnceLock::new(),
+        });
+        let _ = chat.registry.set(Arc::downgrade(&registry));
+        let mut turn = context(&Arc::new(Chat::default()), "w", "desk", None);
+        turn.connector = chat;
+        registry.register_turn("s1", turn);
+        let posted = std::sync::atomic::AtomicBool::new(false);
+        let outcome = registry
+            .ask_then(ask("s1", Duration::from_secs(30)), |request| {
+                assert_eq!(request.tool, "Bash");
+                posted.store(true, std::sync::atomic::Ordering::SeqCst);
+                std::future::ready(())
+            })
+            .await;
+        assert_eq!(outcome.decision, Decision::Approved { by: "bob".into() });
+        assert!(posted.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
