@@ -81,7 +81,7 @@ impl RcWorld {
     /// 4-space indented `agent_extra` keys) and the given `watchers` list items.
     pub fn config(&self, more_connectors: &str, agent_extra: &str, watchers: &str) -> String {
         format!(
-            "connectors:\n{rc}{more_connectors}agents:\n  claude:\n    type: claude\n    command: {claude}\n    working_directory: {work}\n    timeout: 300\n{agent_extra}watchers:\n{watchers}gateway:\n  drain_timeout: 5\n",
+            "connectors:\n{rc}{more_connectors}agents:\n  claude:\n    type: claude\n    command: {claude}\n    working_directory: {work}\n    timeout: 400\n{agent_extra}watchers:\n{watchers}gateway:\n  drain_timeout: 5\n",
             rc = self.connector_yaml("rc", "botpw", ""),
             claude = self.world.claude().display(),
             work = self.world.work.display(),
