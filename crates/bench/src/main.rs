@@ -46,6 +46,9 @@ struct Args {
     /// Skip the 200/2,000-room sessions.
     #[arg(long)]
     no_room_sessions: bool,
+    /// Keep the scratch directory (homes with the daemons' logs, configs, turn logs).
+    #[arg(long)]
+    keep: bool,
     /// Where the JSON goes [default: <workspace>/target/bench/results.json].
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
@@ -107,6 +110,10 @@ async fn run(args: Args) -> Result<()> {
         stub: std::fs::canonicalize(&stub)?,
         scratch: std::fs::canonicalize(scratch.path())?,
     };
+    if args.keep {
+        let kept = scratch.keep();
+        eprintln!("scratch directory kept: {}", kept.display());
+    }
     let mut report = Report {
         finished_at: String::new(),
         machine: Machine::current(),

@@ -324,6 +324,8 @@ struct RunCtx {
     backend: Arc<dyn AgentBackend>,
     system_prompt_file: PathBuf,
     cancel: CancellationToken,
+    /// The previous turn's typing indicator, still clearing in the background.
+    typing: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Watcher {
@@ -587,6 +589,7 @@ impl Inner {
             backend,
             system_prompt_file,
             cancel: cancel.clone(),
+            typing: Mutex::new(None),
         };
         let handle = tokio::spawn(self.clone().work(ctx));
         deps.dispatcher.register(&room.id, inbox.clone());
@@ -710,6 +713,11 @@ impl Inner {
                 break;
             }
         }
+        // The last turn's typing-off is through before the worker reports itself done.
+        let typing = lock(&ctx.typing).take();
+        if let Some(typing) = typing {
+            let _ = typing.await;
+        }
         debug!(watcher = %self.spec.name, "worker finished");
     }
 
@@ -760,13 +768,19 @@ impl Inner {
             },
         );
 
-        set_typing(connector, room, thread.as_deref(), true).await;
-        let outcome = self.run_turn(ctx, &request, thread.as_deref()).await;
-        set_typing(connector, room, thread.as_deref(), false).await;
+        // Typing is best effort and runs beside the turn: a slow typing call never delays
+        // the agent or the reply.
+        let previous = lock(&ctx.typing).take();
+        let typist = Typist::start(connector.clone(), room.clone(), thread.clone(), previous);
+        let outcome = self.run_turn(ctx, &request, &typist).await;
+        let typing = typist.finish();
         let Some(outcome) = outcome else {
+            // Clear the indicator before the worker gives up (each call is bounded).
+            let _ = typing.await;
             info!(watcher = %spec.name, "turn cancelled by shutdown");
             return false;
         };
+        *lock(&ctx.typing) = Some(typing);
 
         let reply = match outcome {
             Ok(response) => {
@@ -816,9 +830,8 @@ impl Inner {
         &self,
         ctx: &RunCtx,
         request: &TurnRequest,
-        thread: Option<&str>,
+        typist: &Typist,
     ) -> Option<Result<AgentResponse, AgentError>> {
-        let connector = &self.deps.connector;
         let (sink, mut events) = EventSink::channel(64);
         let turn = tokio::time::timeout(
             request.timeout.saturating_add(TURN_GRACE),
@@ -841,12 +854,12 @@ impl Inner {
                     let throttled = matches!(event, AgentEvent::TextDelta(_))
                         && last_typing.elapsed() < DELTA_TYPING_THROTTLE;
                     if !throttled {
-                        set_typing(connector, &ctx.room, thread, true).await;
+                        typist.refresh();
                         last_typing = tokio::time::Instant::now();
                     }
                 }
                 _ = refresh.tick() => {
-                    set_typing(connector, &ctx.room, thread, true).await;
+                    typist.refresh();
                     last_typing = tokio::time::Instant::now();
                 }
                 _ = ctx.cancel.cancelled() => return None,
@@ -889,6 +902,55 @@ impl Inner {
         if let Err(e) = self.deps.connector.send(room, msg).await {
             error!(watcher = %self.spec.name, room = %room.name, error = %e, "cannot post to the room");
         }
+    }
+}
+
+/// One turn's typing indicator, kept by a background task so a slow or hanging typing call
+/// never holds up the turn, the agent's output or the reply. Calls go out one at a time and in
+/// order: "on" once the previous turn's "off" is through, one refresh per [`Typist::refresh`]
+/// (coalesced while a call is in flight), then "off" after [`Typist::finish`].
+struct Typist {
+    wake: Arc<Notify>,
+    done: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Typist {
+    fn start(
+        connector: Arc<dyn Connector>,
+        room: Room,
+        thread: Option<String>,
+        previous: Option<JoinHandle<()>>,
+    ) -> Typist {
+        let wake = Arc::new(Notify::new());
+        let done = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (wake, done) = (wake.clone(), done.clone());
+            async move {
+                if let Some(previous) = previous {
+                    let _ = previous.await;
+                }
+                // A turn already over before "on" went out needs no "on".
+                while !done.load(Ordering::Acquire) {
+                    set_typing(&connector, &room, thread.as_deref(), true).await;
+                    wake.notified().await;
+                }
+                set_typing(&connector, &room, thread.as_deref(), false).await;
+            }
+        });
+        Typist { wake, done, task }
+    }
+
+    /// Asks for a refresh ("on" again).
+    fn refresh(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Asks for "off" after any call in flight; the handle completes once it was made.
+    fn finish(self) -> JoinHandle<()> {
+        self.done.store(true, Ordering::Release);
+        self.wake.notify_one();
+        self.task
     }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use acg_core::dispatcher::{Dispatcher, Interceptor};
@@ -297,8 +298,12 @@ async fn typing_is_on_while_the_agent_works_refreshed_on_events_and_off_afterwar
 
     backend.release(1);
     wait_until("reply", || !connector.texts("general").is_empty()).await;
+    // Typing is cleared beside the reply (it never delays it).
+    wait_until("typing off after the turn", || {
+        connector.typing("general").last() == Some(&false)
+    })
+    .await;
     let typing = connector.typing("general");
-    assert_eq!(typing.last(), Some(&false), "typing off after the turn");
     assert_eq!(typing.iter().filter(|on| !**on).count(), 1);
 
     // Also off after a failed turn.
@@ -306,7 +311,46 @@ async fn typing_is_on_while_the_agent_works_refreshed_on_events_and_off_afterwar
     backend.release(1);
     connector.post(msg("general", "m2", "fail", 2)).await;
     wait_until("error", || connector.texts("general").len() == 2).await;
-    assert_eq!(connector.typing("general").last(), Some(&false));
+    wait_until("typing off after the failed turn", || {
+        connector.typing("general").last() == Some(&false)
+            && connector.typing("general").iter().filter(|on| !**on).count() == 2
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+/// A typing call that hangs (a slow chat server) must not hold up the agent or the reply:
+/// the reply goes out while the "on" call is still stuck, and "off" follows it.
+#[tokio::test]
+async fn a_hanging_typing_call_delays_neither_the_turn_nor_the_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new("s");
+    let connector = FakeConnector::new("fake");
+    connector.typing_hangs.store(true, Ordering::SeqCst);
+    let (gw, _) = start_one(
+        dir.path(),
+        &backend,
+        &connector,
+        vec![spec("w", "fake", "general", "a", dir.path())],
+    )
+    .await;
+    backend.push(Step::Reply("done".into()));
+    connector.post(msg("general", "m1", "work", 1)).await;
+    wait_until("reply", || !connector.texts("general").is_empty()).await;
+    wait_until("typing off", || {
+        connector.typing("general").last() == Some(&false)
+    })
+    .await;
+    let seen = connector.seen();
+    let reply = seen
+        .iter()
+        .position(|s| matches!(s, Seen::Sent { .. }))
+        .unwrap();
+    let off = seen
+        .iter()
+        .position(|s| matches!(s, Seen::Typing { on: false, .. }))
+        .unwrap();
+    assert!(reply < off, "the reply waited for typing: {seen:?}");
     gw.shutdown().await;
 }
 

@@ -219,6 +219,8 @@ pub struct FakeConnector {
     pub disconnected: AtomicBool,
     /// When set, every `send` fails (after being recorded).
     pub send_fails: AtomicBool,
+    /// When set, every typing call hangs (after being recorded) until the caller gives up.
+    pub typing_hangs: AtomicBool,
 }
 
 impl FakeConnector {
@@ -245,6 +247,7 @@ impl FakeConnector {
             header,
             disconnected: AtomicBool::new(false),
             send_fails: AtomicBool::new(false),
+            typing_hangs: AtomicBool::new(false),
         }
     }
 
@@ -370,6 +373,9 @@ impl Connector for FakeConnector {
             room: room.id.clone(),
             on,
         });
+        if self.typing_hangs.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

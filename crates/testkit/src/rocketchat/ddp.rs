@@ -111,11 +111,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut socket: WebSocket) {
         login: None,
         subs: HashMap::new(),
     };
-    // Meteor's pre-0.7 welcome, still sent first on every connection.
-    if socket
-        .send(Message::Text(r#"{"server_id":"0"}"#.into()))
-        .await
-        .is_err()
+    // Meteor's pre-0.7 welcome, still sent first on every connection (unless turned off).
+    if session.shared.legacy_greeting
+        && socket
+            .send(Message::Text(r#"{"server_id":"0"}"#.into()))
+            .await
+            .is_err()
     {
         return;
     }

@@ -45,6 +45,11 @@ pub struct FakeOptions {
     pub heartbeat: Option<Duration>,
     /// Login token lifetime (`Accounts_LoginExpiration`, default 90 days).
     pub token_lifetime: Duration,
+    /// Send Meteor's legacy `{"server_id":"0"}` greeting first on every WebSocket (default
+    /// true, as real servers do). Clients that expect `connected` as the first frame (the
+    /// Python agent-chat-gateway 0.5.2) need it off; the benchmark harness turns it off for
+    /// every gateway it compares.
+    pub legacy_greeting: bool,
 }
 
 impl Default for FakeOptions {
@@ -57,6 +62,7 @@ impl Default for FakeOptions {
             port: 0,
             heartbeat: Some(Duration::from_secs(15)),
             token_lifetime: Duration::from_secs(90 * 24 * 3600),
+            legacy_greeting: true,
         }
     }
 }
@@ -154,6 +160,8 @@ pub(crate) struct Shared {
     pub next_session: AtomicU64,
     pub open_sessions: AtomicUsize,
     pub heartbeat: Option<Duration>,
+    /// Whether sessions open with `{"server_id":"0"}`.
+    pub legacy_greeting: bool,
     /// The running generation's cancellation token (replaced on restart).
     pub generation: Mutex<CancellationToken>,
 }
@@ -205,6 +213,7 @@ impl FakeRocketChat {
             next_session: AtomicU64::new(1),
             open_sessions: AtomicUsize::new(0),
             heartbeat: options.heartbeat,
+            legacy_greeting: options.legacy_greeting,
             generation: Mutex::new(CancellationToken::new()),
         });
         let fake = FakeRocketChat {
@@ -477,6 +486,9 @@ async fn accept_loop(listener: TcpListener, app: axum::Router, cancel: Cancellat
                 }
             },
         };
+        // Like Node.js servers (`noDelay` is on by default): small DDP frames written back to
+        // back (`updated`, then `result`) must not wait for the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let cancel = cancel.clone();
         tokio::spawn(async move {
