@@ -4,9 +4,11 @@
 //!   are denied: nobody in chat can answer them); a turn continues it by id. A session the
 //!   server does not know is [`AgentError::SessionNotFound`] — never silently replaced by a new
 //!   one, which would lose the conversation without anyone noticing.
-//! - **Turns**: subscribe to `GET /event` and wait for `server.connected`, *then*
-//!   `POST /session/{id}/prompt_async` (so no event of the turn can be missed), then follow the
-//!   stream with a [`TurnTracker`] until the session is idle. The durable system prompt file's
+//! - **Turns**: subscribe to the server's event stream — one long-lived `GET /event` shared
+//!   by every turn ([`EventHub`]; opened, and its `server.connected` awaited, by the first
+//!   turn after a server start) — *then* `POST /session/{id}/prompt_async` (so no event of the
+//!   turn can be missed), then follow the stream with a [`TurnTracker`] until the session is
+//!   idle. The durable system prompt file's
 //!   content goes in the request's `system` field, read afresh each turn. Attachments become
 //!   file parts or path notes ([`crate::attachments`]). Past the deadline the session is
 //!   aborted (`POST /session/{id}/abort`) and the turn is [`AgentError::Timeout`].
@@ -27,14 +29,14 @@ use tokio::task::JoinSet;
 
 use crate::attachments;
 use crate::config_content::{merged_config_content, ConfigContentError, CONFIG_CONTENT_VAR};
-use crate::http::{
-    encode_component, status_error, EventStream, HttpReply, ServerClient, StreamEnd,
-};
+use crate::events::{EventHub, SubscribeError, Subscription};
+use crate::http::{encode_component, status_error, HttpReply, ServerClient};
 use crate::permission::{PermissionAsked, PermissionHandler, PermissionReply, NO_HANDLER_MESSAGE};
 use crate::sidecar::{Sidecar, SidecarSpec, SidecarState};
 use crate::turn::{Step, TurnTracker};
 
-/// How long opening the event stream and its `server.connected` greeting may take.
+/// How long opening the event stream and its `server.connected` greeting may take (also the
+/// limit of the `/doc` request).
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long `prompt_async` may take to accept a prompt.
 const PROMPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,7 +99,8 @@ impl OpencodeSettings {
 pub struct TurnTimings {
     /// Getting a client for the sidecar (a restart, if one was needed).
     pub sidecar: Duration,
-    /// Opening the event stream until `server.connected`.
+    /// Joining the shared event stream (opening it and waiting for `server.connected` when
+    /// this is the first turn on the server).
     pub subscribe: Duration,
     /// The `prompt_async` round trip.
     pub post: Duration,
@@ -123,6 +126,7 @@ pub struct OpencodeBackend {
     settings: OpencodeSettings,
     sidecar: Sidecar,
     permission_handler: Option<Arc<dyn PermissionHandler>>,
+    events: EventHub,
     last_timings: Mutex<Option<TurnTimings>>,
     /// Whether the server (by URL) accepts file parts, from its `/doc`.
     file_parts: Mutex<Option<(String, bool)>>,
@@ -172,6 +176,7 @@ impl OpencodeBackend {
             settings,
             sidecar,
             permission_handler: None,
+            events: EventHub::default(),
             last_timings: Mutex::new(None),
             file_parts: Mutex::new(None),
         })
@@ -279,48 +284,32 @@ impl OpencodeBackend {
         supported
     }
 
-    /// A client and an event stream that has greeted us. A transport failure on a server that
-    /// has exited since is [`Retry::Once`]: the caller may try again with a new server.
+    /// A client and a subscription to its server's event stream. A transport failure on a
+    /// server that has exited since is [`Retry::Once`]: the caller may try again with a new
+    /// server.
     async fn subscribe(
         &self,
         deadline: tokio::time::Instant,
         query: &str,
         timings: &mut TurnTimings,
-    ) -> Result<(ServerClient, EventStream), Retry> {
+    ) -> Result<(ServerClient, Subscription), Retry> {
         let t = Instant::now();
         let client = self.client_before(deadline).await.map_err(Retry::No)?;
         timings.sidecar = t.elapsed();
         let t = Instant::now();
-        let failure = match client
-            .events(&format!("/event{query}"), SUBSCRIBE_TIMEOUT)
+        let failure = match self
+            .events
+            .subscribe(&client, &format!("/event{query}"), SUBSCRIBE_TIMEOUT)
             .await
         {
-            Ok(Ok(mut stream)) => {
-                let greeting = async {
-                    loop {
-                        let event = stream.next().await?;
-                        if parse_event(&event.data).is_some_and(|e| {
-                            e.get("type").and_then(Value::as_str) == Some("server.connected")
-                        }) {
-                            return Ok::<(), StreamEnd>(());
-                        }
-                    }
-                };
-                match tokio::time::timeout(SUBSCRIBE_TIMEOUT, greeting).await {
-                    Ok(Ok(())) => {
-                        timings.subscribe = t.elapsed();
-                        return Ok((client, stream));
-                    }
-                    Ok(Err(end)) => AgentError::Unavailable(end.to_string()),
-                    Err(_) => AgentError::Unavailable(
-                        "the opencode event stream sent no greeting".to_owned(),
-                    ),
-                }
+            Ok(subscription) => {
+                timings.subscribe = t.elapsed();
+                return Ok((client, subscription));
             }
-            Ok(Err(reply)) => {
+            Err(SubscribeError::Refused(reply)) => {
                 return Err(Retry::No(reply_error(&reply, "opening the event stream")))
             }
-            Err(e) => e.into_agent_error(),
+            Err(SubscribeError::Failed(why)) => AgentError::Unavailable(why),
         };
         if self.server_went_away(&client).await {
             Err(Retry::Once(failure))
@@ -356,7 +345,7 @@ impl OpencodeBackend {
 
         // Subscribe first, so no event of the turn can be missed. A server that died just
         // before (its watcher not there yet) is replaced once: nothing was sent to it.
-        let (client, mut stream) = match self.subscribe(deadline, &query, timings).await {
+        let (client, subscription) = match self.subscribe(deadline, &query, timings).await {
             Ok(subscribed) => subscribed,
             Err(Retry::Once(e)) => {
                 tracing::info!(agent = %self.settings.name, "opencode server went away before the turn ({e}); retrying on a new one");
@@ -366,6 +355,8 @@ impl OpencodeBackend {
             }
             Err(Retry::No(e)) => return Err(e),
         };
+        // Kept in `progress`: past the deadline the abort's last events are read from it.
+        let stream = progress.events.insert(subscription);
 
         let system = self.system_prompt(req.system_prompt_file.as_deref()).await;
         let (file_parts, notes) =
@@ -383,6 +374,12 @@ impl OpencodeBackend {
         }
 
         let session_path = format!("/session/{}", encode_component(&req.session_id));
+        // The server stamps the prompt's message after this (same clock; a millisecond of
+        // slack for rounding): anything older belongs to an earlier turn.
+        let posted_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+            - 1;
         let t = Instant::now();
         let reply = client
             .call(
@@ -406,7 +403,8 @@ impl OpencodeBackend {
         }
         progress.posted = Some((client.clone(), format!("{session_path}/abort{query}")));
 
-        let mut tracker = TurnTracker::new(&req.session_id, req.watcher.as_deref());
+        let mut tracker =
+            TurnTracker::new(&req.session_id, req.watcher.as_deref()).not_before(posted_ms);
         let mut permissions = JoinSet::new();
         loop {
             let event = match stream.next().await {
@@ -421,11 +419,7 @@ impl OpencodeBackend {
                 }
             };
             let t = Instant::now();
-            let Some(value) = parse_event(&event.data) else {
-                tracing::debug!(data = %event.data, "skipping an event that is not JSON");
-                continue;
-            };
-            let step = tracker.on_event(&value, sink);
+            let step = tracker.on_event(&event, sink);
             timings.handling += t.elapsed();
             timings.events = tracker.events_seen();
             match step {
@@ -484,12 +478,32 @@ impl Retry {
 /// What a turn had done when its deadline struck.
 #[derive(Default)]
 struct TurnProgress {
+    /// Its subscription to the server's events.
+    events: Option<Subscription>,
     /// The prompt was accepted: the client and the session's abort path.
     posted: Option<(ServerClient, String)>,
 }
 
-fn parse_event(data: &str) -> Option<Value> {
-    serde_json::from_str(data).ok()
+/// After an abort, reads the session's events until it is idle again (at most
+/// [`SHORT_TIMEOUT`]), so the aborted turn's last events — its `MessageAbortedError`, the
+/// final state of its parts — are consumed here and never reach the session's next turn on the
+/// shared stream.
+async fn settle_after_abort(events: &mut Subscription, session_id: &str) {
+    let idle = async {
+        while let Ok(event) = events.next().await {
+            let props = &event["properties"];
+            if event["type"] == "session.status"
+                && props["sessionID"] == session_id
+                && props["status"]["type"] == "idle"
+            {
+                return true;
+            }
+        }
+        false
+    };
+    if !matches!(tokio::time::timeout(SHORT_TIMEOUT, idle).await, Ok(true)) {
+        tracing::warn!(session = %session_id, "the aborted opencode session did not report idle");
+    }
 }
 
 /// The error for a non-2xx reply of the server itself.
@@ -618,7 +632,11 @@ impl AgentBackend for OpencodeBackend {
                         .call(Method::POST, &abort_path, None, SHORT_TIMEOUT)
                         .await
                     {
-                        Ok(r) if r.is_success() => {}
+                        Ok(r) if r.is_success() => {
+                            if let Some(events) = progress.events.as_mut() {
+                                settle_after_abort(events, &req.session_id).await;
+                            }
+                        }
                         Ok(r) => tracing::warn!(
                             status = r.status,
                             "opencode refused to abort the session"

@@ -129,6 +129,12 @@ impl ServerClient {
         &self.base_url
     }
 
+    /// True when both clients talk to the same server start (same URL and password: a
+    /// restarted server may reuse the port, never the password).
+    pub fn same_server(&self, other: &ServerClient) -> bool {
+        self.base_url == other.base_url && self.auth == other.auth
+    }
+
     fn request(
         &self,
         method: Method,

@@ -14,6 +14,7 @@
 //! - [`config_content`]: merging the gateway's permission defaults into
 //!   `OPENCODE_CONFIG_CONTENT`.
 //! - [`attachments`]: file parts or path notes for a message's files.
+//! - [`events`]: one long-lived `/event` stream per server, shared by the turns.
 //! - [`http`] and [`sse`]: the small HTTP client and event-stream parser.
 //! - [`proctree`]: the sidecar's process tree (stop, kill, memory): the shared `acg-proctree`
 //!   crate, re-exported.
@@ -21,6 +22,7 @@
 pub mod attachments;
 pub mod backend;
 pub mod config_content;
+pub mod events;
 pub mod http;
 pub mod permission;
 pub mod sidecar;

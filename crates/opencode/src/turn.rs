@@ -15,7 +15,10 @@
 //! - `session.status` `idle` (after the turn was seen busy) ends the turn; a `session.error` of
 //!   the turn session ends it with the error's class, except an unknown error, which only fails
 //!   the turn when it produced no text;
-//! - `permission.asked` / `question.asked` of the family are handed back to the backend.
+//! - `permission.asked` / `question.asked` of the family are handed back to the backend;
+//! - with [`TurnTracker::not_before`], messages created before the turn's prompt was sent
+//!   (late updates of the previous turn on the shared stream, e.g. its user message getting
+//!   its summary) neither set the turn's timing nor contribute parts.
 
 use std::collections::{HashMap, HashSet};
 
@@ -67,6 +70,8 @@ pub struct TurnTracker {
     busy_seen: bool,
     deferred_error: Option<String>,
     user_created_ms: Option<i64>,
+    not_before_ms: Option<i64>,
+    stale_messages: HashSet<String>,
     assistant_completed_ms: Option<i64>,
     denials: Vec<PermissionDenial>,
     events_seen: usize,
@@ -92,10 +97,20 @@ impl TurnTracker {
             busy_seen: false,
             deferred_error: None,
             user_created_ms: None,
+            not_before_ms: None,
+            stale_messages: HashSet::new(),
             assistant_completed_ms: None,
             denials: Vec::new(),
             events_seen: 0,
         }
+    }
+
+    /// Ignores messages created before `unix_ms` (when the turn's prompt was sent): on a
+    /// stream shared by turns, the previous turn's messages may still be updated after this
+    /// turn began.
+    pub fn not_before(mut self, unix_ms: i64) -> Self {
+        self.not_before_ms = Some(unix_ms);
+        self
     }
 
     /// How many events of the turn's family were handled.
@@ -189,14 +204,18 @@ impl TurnTracker {
         let id = info.get("id").and_then(Value::as_str).unwrap_or_default();
         let created = info.pointer("/time/created").and_then(Value::as_i64);
         let completed = info.pointer("/time/completed").and_then(Value::as_i64);
+        let stale = matches!((self.not_before_ms, created), (Some(since), Some(c)) if c < since);
+        if stale {
+            self.stale_messages.insert(id.to_owned());
+        }
         match info.get("role").and_then(Value::as_str) {
             Some("user") => {
                 self.user_messages.insert(id.to_owned());
-                if own && self.user_created_ms.is_none() {
+                if own && !stale && self.user_created_ms.is_none() {
                     self.user_created_ms = created;
                 }
             }
-            Some("assistant") if own => {
+            Some("assistant") if own && !stale => {
                 if let Some(done) = completed {
                     self.assistant_completed_ms = Some(
                         self.assistant_completed_ms
@@ -217,6 +236,11 @@ impl TurnTracker {
             .get("messageID")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        if self.stale_messages.contains(message) {
+            self.parts.insert(id.to_owned(), PartKind::Other);
+            self.early_deltas.remove(id);
+            return;
+        }
         match part.get("type").and_then(Value::as_str).unwrap_or("") {
             "text" => {
                 let from_user = self.user_messages.contains(message);
@@ -501,6 +525,55 @@ mod tests {
             out.push(e);
         }
         (steps, out)
+    }
+
+    #[test]
+    fn messages_of_an_earlier_turn_are_ignored() {
+        let mut t = TurnTracker::new(SID, None).not_before(2000);
+        let events = vec![
+            // The previous turn's messages, updated late.
+            message("user", "msg_old_u", json!({"created": 1000})),
+            message(
+                "assistant",
+                "msg_old_a",
+                json!({"created": 1100, "completed": 1900}),
+            ),
+            part(
+                SID,
+                "msg_old_a",
+                json!({"id": "prt_old", "type": "text", "text": "old answer"}),
+            ),
+            part(
+                SID,
+                "msg_old_a",
+                json!({"id": "prt_old_f", "type": "step-finish", "cost": 1.0,
+                    "tokens": {"input": 100, "output": 100, "reasoning": 0,
+                        "cache": {"read": 0, "write": 0}}}),
+            ),
+            // This turn.
+            message("user", "msg_u", json!({"created": 2005})),
+            status("busy"),
+            message("assistant", "msg_a", json!({"created": 2010})),
+            part(
+                SID,
+                "msg_a",
+                json!({"id": "prt_a", "type": "text", "text": "new answer"}),
+            ),
+            message(
+                "assistant",
+                "msg_a",
+                json!({"created": 2010, "completed": 2300}),
+            ),
+            status("idle"),
+        ];
+        let (steps, _) = run(&mut t, &events);
+        let Some(Step::Done(Ok(response))) = steps.last() else {
+            panic!("{steps:?}");
+        };
+        assert_eq!(response.text, "new answer");
+        assert_eq!(response.cost_usd, None);
+        assert_eq!(response.usage.input_tokens, 0);
+        assert_eq!(t.agent_duration_ms(), Some(295));
     }
 
     #[test]
