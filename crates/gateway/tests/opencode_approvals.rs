@@ -3,6 +3,7 @@
 //! OpenAI API) making REAL tool calls, and its permission requests decided by the gateway's
 //! policy, chat approvals and audit trail — the same path as the Claude hook.
 
+mod common;
 #[path = "opencode_world/mod.rs"]
 mod opencode_world;
 

@@ -3,6 +3,7 @@
 //! against the mock OpenAI API. People post in the room; the agent's real `bash` calls are
 //! decided by the gateway's policy, owners' approvals in the room and the audit trail.
 
+mod common;
 #[path = "opencode_world/mod.rs"]
 mod opencode_world;
 

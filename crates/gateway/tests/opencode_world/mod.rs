@@ -7,15 +7,14 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use acg_testkit::agents::{opencode_binary, opencode_provider_config, OpencodeHome};
 use acg_testkit::openai::{MockOpenAI, RecordedRequest, Reply};
 use serde_json::{json, Value};
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_agent-chat-gateway");
+pub use crate::common::{alive, wait_for, wait_until, Run, BIN};
 
 /// Generous deadline for anything involving the daemon, a sidecar start or an agent turn
 /// (a loaded 2-core box; the sidecar is a 185 MB Bun binary).
@@ -348,44 +347,6 @@ pub fn request_id(text: &str) -> String {
     id
 }
 
-/// A finished run of the binary.
-pub struct Run(pub Output);
-
-impl Run {
-    pub fn code(&self) -> i32 {
-        self.0.status.code().unwrap_or(-1)
-    }
-    pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code(),
-            self.stdout(),
-            self.stderr()
-        )
-    }
-}
-
-/// True if the process exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s == "Z" || s == "X"),
-        Err(_) => false,
-    }
-}
-
 /// The NUL-separated `/proc/<pid>/<file>` (cmdline, environ) as strings.
 pub fn proc_strings(pid: u32, file: &str) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/{file}"))
@@ -393,25 +354,6 @@ pub fn proc_strings(pid: u32, file: &str) -> Vec<String> {
         .split(|b| *b == 0)
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
-}
-
-/// Polls `probe` every 50 ms until it returns `Some`, or `None` after `timeout`.
-pub fn wait_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Polls until `cond` holds; false after `timeout`.
-pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    wait_until(timeout, || cond().then_some(())).is_some()
 }
 
 /// `path` as YAML-safe text (single-quoted).
