@@ -723,11 +723,13 @@ mod tests {
     use crate::types::{ConnectorError, RoomKind, Sender};
     use serde_json::json;
 
-    /// Records posts; can be told to fail them.
+    /// Records posts; can be told to fail them, or to have an owner approve each request
+    /// while it is being posted (before the asking task runs again).
     #[derive(Default)]
     struct Chat {
         posts: Mutex<Vec<(String, OutgoingMessage)>>,
         fail: std::sync::atomic::AtomicBool,
+        quick_owner: std::sync::OnceLock<std::sync::Weak<ApprovalRegistry>>,
     }
 
     impl Chat {
@@ -762,6 +764,16 @@ mod tests {
         }
         async fn unsubscribe(&self, _: &Room) {}
         async fn send(&self, room: &Room, msg: OutgoingMessage) -> Result<(), ConnectorError> {
+            let registry = self.quick_owner.get().and_then(std::sync::Weak::upgrade);
+            if let (Some(registry), Some(id)) = (registry, msg.text.split("`[").nth(1)) {
+                let text = format!("approve {}", &id[..ID_LEN]);
+                let cmd = parse_command(&text).unwrap();
+                registry.apply(
+                    "chat",
+                    &command("desk", None, "bob", Role::Owner, &text),
+                    &cmd,
+                );
+            }
             lock(&self.posts).push((room.id.clone(), msg));
             if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
                 Err(ConnectorError::NotConnected("down".into()))
@@ -840,56 +852,12 @@ mod tests {
         panic!("never saw {n} pending requests");
     }
 
-    /// A chat where an owner answers `approve <id>` while the request is being posted, before
-    /// the asking task runs again.
-    struct QuickOwner {
-        registry: std::sync::OnceLock<std::sync::Weak<ApprovalRegistry>>,
-    }
-
-    #[async_trait]
-    impl Connector for QuickOwner {
-        fn name(&self) -> &str {
-            "chat"
-        }
-        fn platform(&self) -> &str {
-            "Test"
-        }
-        async fn connect(&self, _: Arc<dyn InboundHandler>) -> Result<(), ConnectorError> {
-            Ok(())
-        }
-        async fn disconnect(&self) {}
-        async fn resolve_room(&self, room: &str) -> Result<Room, ConnectorError> {
-            Ok(room_named(room))
-        }
-        async fn subscribe(&self, _: &Room, _: Option<i64>) -> Result<(), ConnectorError> {
-            Ok(())
-        }
-        async fn unsubscribe(&self, _: &Room) {}
-        async fn send(&self, _: &Room, msg: OutgoingMessage) -> Result<(), ConnectorError> {
-            let registry = self.registry.get().and_then(std::sync::Weak::upgrade);
-            if let (Some(registry), Some(id)) = (registry, msg.text.split("`[").nth(1)) {
-                let text = format!("approve {}", &id[..ID_LEN]);
-                let cmd = parse_command(&text).unwrap();
-                registry.apply(
-                    "chat",
-                    &command("desk", None, "bob", Role::Owner, &text),
-                    &cmd,
-                );
-            }
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn the_posted_hook_runs_even_when_an_owner_answered_first() {
         let registry = Arc::new(ApprovalRegistry::new());
-        let chat = Arc::new(QuickOwner {
-            registry: std::sync::OnceLock::new(),
-        });
-        let _ = chat.registry.set(Arc::downgrade(&registry));
-        let mut turn = context(&Arc::new(Chat::default()), "w", "desk", None);
-        turn.connector = chat;
-        registry.register_turn("s1", turn);
+        let chat = Arc::new(Chat::default());
+        let _ = chat.quick_owner.set(Arc::downgrade(&registry));
+        registry.register_turn("s1", context(&chat, "w", "desk", None));
         let posted = std::sync::atomic::AtomicBool::new(false);
         let outcome = registry
             .ask_then(ask("s1", Duration::from_secs(30)), |request| {

@@ -530,63 +530,13 @@ pub async fn start_permissions(
 mod tests {
     use super::*;
     use acg_core::approval::TurnContext;
-    use acg_core::ports::{Connector, InboundHandler};
     use acg_core::Role;
-    use acg_core::{ConnectorError, OutgoingMessage, Room, RoomKind};
     use acg_policy::audit::AuditDecision;
     use acg_policy::audit::AuditFilter;
     use acg_policy::ToolPolicy;
-    use async_trait::async_trait;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[derive(Default)]
-    struct Chat {
-        posts: Mutex<Vec<OutgoingMessage>>,
-    }
-
-    impl Chat {
-        fn texts(&self) -> Vec<String> {
-            self.posts
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|m| m.text.clone())
-                .collect()
-        }
-    }
-
-    #[async_trait]
-    impl Connector for Chat {
-        fn name(&self) -> &str {
-            "chat"
-        }
-        fn platform(&self) -> &str {
-            "Test"
-        }
-        async fn connect(&self, _: Arc<dyn InboundHandler>) -> Result<(), ConnectorError> {
-            Ok(())
-        }
-        async fn disconnect(&self) {}
-        async fn resolve_room(&self, room: &str) -> Result<Room, ConnectorError> {
-            Ok(room_named(room))
-        }
-        async fn subscribe(&self, _: &Room, _: Option<i64>) -> Result<(), ConnectorError> {
-            Ok(())
-        }
-        async fn unsubscribe(&self, _: &Room) {}
-        async fn send(&self, _: &Room, msg: OutgoingMessage) -> Result<(), ConnectorError> {
-            self.posts.lock().unwrap().push(msg);
-            Ok(())
-        }
-    }
-
-    fn room_named(name: &str) -> Room {
-        Room {
-            id: format!("id-{name}"),
-            name: name.into(),
-            kind: RoomKind::Channel,
-        }
-    }
+    use crate::test_chat::{room_named, Chat};
 
     struct Setup {
         _dir: tempfile::TempDir,

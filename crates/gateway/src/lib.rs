@@ -100,6 +100,8 @@
 pub mod broker;
 pub mod decision;
 pub mod opencode_permissions;
+#[cfg(test)]
+mod test_chat;
 
 pub use acg_claude as claude;
 pub use acg_config as config;

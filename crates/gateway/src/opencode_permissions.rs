@@ -110,54 +110,15 @@ pub fn tool_call(request: PermissionAsked) -> ToolCall {
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use std::sync::Mutex;
     use std::time::Duration;
 
     use acg_core::approval::{parse_command, ApprovalRegistry, TurnContext};
-    use acg_core::ports::{Connector, InboundHandler};
-    use acg_core::{ConnectorError, IncomingMessage, OutgoingMessage, Role, Room, RoomKind};
+    use acg_core::{IncomingMessage, Role};
     use acg_policy::audit::{AuditDecision, AuditFilter, AuditLog};
     use acg_policy::ToolPolicy;
 
     use crate::decision::AgentPermissions;
-
-    #[derive(Default)]
-    struct Chat {
-        posts: Mutex<Vec<String>>,
-    }
-
-    #[async_trait]
-    impl Connector for Chat {
-        fn name(&self) -> &str {
-            "chat"
-        }
-        fn platform(&self) -> &str {
-            "Test"
-        }
-        async fn connect(&self, _: Arc<dyn InboundHandler>) -> Result<(), ConnectorError> {
-            Ok(())
-        }
-        async fn disconnect(&self) {}
-        async fn resolve_room(&self, room: &str) -> Result<Room, ConnectorError> {
-            Ok(room_named(room))
-        }
-        async fn subscribe(&self, _: &Room, _: Option<i64>) -> Result<(), ConnectorError> {
-            Ok(())
-        }
-        async fn unsubscribe(&self, _: &Room) {}
-        async fn send(&self, _: &Room, msg: OutgoingMessage) -> Result<(), ConnectorError> {
-            self.posts.lock().unwrap().push(msg.text);
-            Ok(())
-        }
-    }
-
-    fn room_named(name: &str) -> Room {
-        Room {
-            id: format!("id-{name}"),
-            name: name.into(),
-            kind: RoomKind::Channel,
-        }
-    }
+    use crate::test_chat::{room_named, Chat};
 
     struct Setup {
         dir: tempfile::TempDir,
@@ -227,7 +188,7 @@ mod tests {
         }
 
         fn posts(&self) -> Vec<String> {
-            self.chat.posts.lock().unwrap().clone()
+            self.chat.texts()
         }
     }
 
