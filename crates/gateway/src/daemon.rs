@@ -4,11 +4,12 @@
 //! `start` never forks inside an async runtime: it re-executes its own binary as
 //! `start --foreground --notify-fd N` in a new session, with stdio on `/dev/null`, and reads
 //! the report pipe (see [`crate::notify`]). The daemon:
-//! logging → instance lock + pid file → chmod 0600 config → load config → permission broker
-//! (when an agent has `permissions.enabled`) → build agents and connectors → `Gateway::start`
-//! → control socket → `ok`; then it waits for SIGTERM/SIGINT and shuts down: control socket
-//! closed → `Gateway::shutdown()` → broker stopped (hook settings files removed) → pid file
-//! (if still ours) and socket removed.
+//! logging → instance lock + pid file → chmod 0600 config → load config → permission handling
+//! (the tool gate for OpenCode agents and agents with `permissions.enabled`, the hook server
+//! for the Claude ones) → build agents and connectors → `Gateway::start` (starts the agents,
+//! e.g. OpenCode sidecars) → control socket → `ok`; then it waits for SIGTERM/SIGINT and shuts
+//! down: control socket closed → `Gateway::shutdown()` (stops the agents) → broker stopped
+//! (hook settings files removed) → pid file (if still ours) and socket removed.
 
 use std::io::BufReader;
 use std::os::fd::{AsRawFd, OwnedFd};
