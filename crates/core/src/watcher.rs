@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -178,16 +178,32 @@ impl WatcherError {
     }
 }
 
+/// How long a deferred change ([`StateBook::put_deferred`], the watermark after each answer)
+/// may wait before it is written; every change made meanwhile goes into the same write.
+pub const DEFERRED_SAVE_DELAY: Duration = Duration::from_millis(500);
+
 /// The in-memory copy of one connector's state file. It holds the records of every
 /// configured watcher that has one — running, paused, or unable to start — and writes all of
 /// them on every save, so a watcher that did not start never has its saved session wiped.
 /// Records of watchers no longer in config are dropped when the book is created.
+///
+/// Saves are group commits: a save that finds its change already written by a concurrent one
+/// returns at once, so many watchers saving together (a start with 2,000 rooms) cost a few
+/// writes, not one write of every record per watcher.
 pub struct StateBook {
     file: StateFile,
     order: Vec<String>,
     writable: bool,
     records: Mutex<BTreeMap<String, WatcherRecord>>,
     write: tokio::sync::Mutex<()>,
+    /// Changes made to `records` (bumped under its lock).
+    changes: AtomicU64,
+    /// The value of `changes` the file reflects.
+    saved: AtomicU64,
+    /// Files written so far.
+    writes: AtomicU64,
+    /// A deferred save is scheduled.
+    deferred: AtomicBool,
 }
 
 impl StateBook {
@@ -218,7 +234,22 @@ impl StateBook {
             writable,
             records: Mutex::new(records),
             write: tokio::sync::Mutex::new(()),
+            changes: AtomicU64::new(0),
+            saved: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            deferred: AtomicBool::new(false),
         }
+    }
+
+    /// How many times the file was written (saves covered by another one do not count).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    fn insert(&self, record: WatcherRecord) {
+        let mut records = lock(&self.records);
+        records.insert(record.watcher_name.clone(), record);
+        self.changes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The saved record of a watcher, if any.
@@ -235,15 +266,36 @@ impl StateBook {
             .collect()
     }
 
-    /// Replaces one watcher's record and writes the file.
+    /// Replaces one watcher's record and writes the file; returns once the change is on disk.
     pub async fn put(&self, record: WatcherRecord) -> Result<(), StateError> {
-        lock(&self.records).insert(record.watcher_name.clone(), record);
+        self.insert(record);
         self.save().await
     }
 
-    /// Writes every record to the file (atomically). Concurrent saves are serialized and each
-    /// writes the newest records.
+    /// Replaces one watcher's record and writes the file within [`DEFERRED_SAVE_DELAY`],
+    /// together with every other change made meanwhile. For changes whose loss in a crash
+    /// only costs a repeat (the watermark: a message answered just before a crash is
+    /// replayed), so they never put a file write on a message's path. A shutdown's final
+    /// [`StateBook::save`] writes whatever is still pending.
+    pub fn put_deferred(self: &Arc<Self>, record: WatcherRecord) {
+        self.insert(record);
+        if self.deferred.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let book = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DEFERRED_SAVE_DELAY).await;
+            book.deferred.store(false, Ordering::SeqCst);
+            if let Err(e) = book.save().await {
+                error!(file = %book.file.path().display(), error = %e, "cannot save watcher state");
+            }
+        });
+    }
+
+    /// Writes every record to the file (atomically). Concurrent saves are serialized; a save
+    /// whose changes a concurrent one already wrote returns without writing again.
     pub async fn save(&self) -> Result<(), StateError> {
+        let wanted = self.changes.load(Ordering::SeqCst);
         let _guard = self.write.lock().await;
         if !self.writable {
             warn!(
@@ -252,16 +304,33 @@ impl StateBook {
             );
             return Ok(());
         }
-        let records = self.records();
+        if wanted > 0 && self.saved.load(Ordering::SeqCst) >= wanted {
+            return Ok(());
+        }
+        let (records, upto) = {
+            let held = lock(&self.records);
+            let upto = self.changes.load(Ordering::SeqCst);
+            let records: Vec<WatcherRecord> = self
+                .order
+                .iter()
+                .filter_map(|name| held.get(name).cloned())
+                .collect();
+            (records, upto)
+        };
         let file = self.file.clone();
         let path = file.path().to_path_buf();
-        match tokio::task::spawn_blocking(move || file.save(&records)).await {
+        let result = match tokio::task::spawn_blocking(move || file.save(&records)).await {
             Ok(result) => result,
             Err(join) => Err(StateError::Io {
                 path,
                 source: std::io::Error::other(join.to_string()),
             }),
+        };
+        if result.is_ok() {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.saved.fetch_max(upto, Ordering::SeqCst);
         }
+        result
     }
 }
 
@@ -812,7 +881,8 @@ impl Inner {
         };
         self.post(room, reply).await;
 
-        // The batch is answered: only now may the watermark pass it.
+        // The batch is answered: only now may the watermark pass it. It is written with the
+        // next deferred save (a crash before that replays the batch; nothing is lost).
         if let Some(ts) = batch.iter().filter_map(|m| m.timestamp_ms).max() {
             self.update_record(|r| {
                 let current = r.last_processed_ts.parse::<i64>().ok();
@@ -820,7 +890,8 @@ impl Inner {
                     r.last_processed_ts = ts.to_string();
                 }
             });
-            self.persist().await;
+            let record = self.status().record.clone();
+            self.deps.state.put_deferred(record);
         }
         true
     }
@@ -1098,6 +1169,75 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn book(dir: &std::path::Path, names: &[&str]) -> Arc<StateBook> {
+        let file = StateFile::for_connector(dir, "rc");
+        let names = names.iter().map(|n| n.to_string()).collect();
+        Arc::new(StateBook::new(file, names, Vec::new(), true))
+    }
+
+    fn record(name: &str, ts: &str) -> WatcherRecord {
+        WatcherRecord {
+            watcher_name: name.into(),
+            session_id: "s".into(),
+            room_id: "R".into(),
+            room_type: "channel".into(),
+            context_injected: true,
+            paused: false,
+            last_processed_ts: ts.into(),
+        }
+    }
+
+    /// Many watchers saving at once (a start with many rooms) share writes instead of each
+    /// writing every record, and every one of them is on disk when its `put` returns.
+    #[tokio::test]
+    async fn concurrent_puts_are_group_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..200).map(|i| format!("w{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let book = book(dir.path(), &refs);
+        futures_util::future::join_all(
+            names
+                .iter()
+                .map(|n| book.put(record(n, "1")))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .into_iter()
+        .for_each(|r| r.unwrap());
+        let saved = StateFile::for_connector(dir.path(), "rc").load().unwrap();
+        assert_eq!(saved.len(), 200);
+        assert!(book.writes() < 200, "{} writes for 200 puts", book.writes());
+        // Nothing new: a save writes nothing.
+        let before = book.writes();
+        book.save().await.unwrap();
+        assert_eq!(book.writes(), before);
+    }
+
+    /// Watermark changes never write on the message's path; they are written together soon
+    /// after, and a final save writes whatever is still pending.
+    #[tokio::test]
+    async fn deferred_puts_are_written_together_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = book(dir.path(), &["a", "b"]);
+        for ts in 1..=50 {
+            book.put_deferred(record("a", &ts.to_string()));
+            book.put_deferred(record("b", &ts.to_string()));
+        }
+        assert_eq!(book.writes(), 0, "nothing written on the message path");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while book.writes() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(book.writes(), 1);
+        let saved = StateFile::for_connector(dir.path(), "rc").load().unwrap();
+        assert!(saved.iter().all(|r| r.last_processed_ts == "50"));
+
+        book.put_deferred(record("a", "51"));
+        book.save().await.unwrap();
+        let saved = StateFile::for_connector(dir.path(), "rc").load().unwrap();
+        assert_eq!(saved[0].last_processed_ts, "51");
+    }
 
     #[test]
     fn session_gone_notice_names_reset_and_no_internals() {
