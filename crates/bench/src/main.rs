@@ -46,6 +46,9 @@ struct Args {
     /// Skip the 200/2,000-room sessions.
     #[arg(long)]
     no_room_sessions: bool,
+    /// Measure only the reference (with the floor), e.g. to look at its logs with --keep.
+    #[arg(long)]
+    skip_ours: bool,
     /// Keep the scratch directory (homes with the daemons' logs, configs, turn logs).
     #[arg(long)]
     keep: bool,
@@ -134,7 +137,9 @@ async fn run(args: Args) -> Result<()> {
         Ok(floor) => report.floor = Some(floor),
         Err(e) => report.errors.push(format!("floor: {e:#}")),
     }
-    report.ours = Some(measure_gateway(Flavor::Ours, &gateway, &setup, &plan).await);
+    if !args.skip_ours {
+        report.ours = Some(measure_gateway(Flavor::Ours, &gateway, &setup, &plan).await);
+    }
 
     if args.quick {
         report.reference_skipped = Some("--quick runs our gateway only".into());

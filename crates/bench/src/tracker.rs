@@ -74,7 +74,10 @@ struct TurnLog {
 }
 
 impl TurnLog {
-    /// New complete lines since the last read.
+    /// The prompts of the entries completed since the last read. Concurrent agent processes
+    /// append to the same file, and a writer that puts the newline in a second `write` can
+    /// have another entry land between its object and its newline, so entries are read as a
+    /// stream of JSON values, not as lines.
     fn read_new(&mut self) -> Vec<String> {
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return Vec::new();
@@ -88,9 +91,34 @@ impl TurnLog {
         };
         self.offset += n as u64;
         self.partial.push_str(&buf);
-        let mut lines: Vec<String> = self.partial.split('\n').map(str::to_owned).collect();
-        self.partial = lines.pop().unwrap_or_default();
-        lines
+        let (prompts, used) = split_entries(&self.partial);
+        self.partial.drain(..used);
+        prompts
+    }
+}
+
+/// The `prompt` of every complete JSON object in `text`, and how many bytes they used (a
+/// trailing incomplete object stays for the next read; garbage is skipped to the next line).
+fn split_entries(text: &str) -> (Vec<String>, usize) {
+    let mut prompts = Vec::new();
+    let mut used = 0;
+    loop {
+        let rest = &text[used..];
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<serde_json::Value>();
+        match stream.next() {
+            None => return (prompts, text.len()),
+            Some(Ok(v)) => {
+                used += stream.byte_offset();
+                if let Some(p) = v["prompt"].as_str() {
+                    prompts.push(p.to_owned());
+                }
+            }
+            Some(Err(e)) if e.is_eof() => return (prompts, used),
+            Some(Err(_)) => match rest.find('\n') {
+                Some(i) => used += i + 1,
+                None => return (prompts, used),
+            },
+        }
     }
 }
 
@@ -171,11 +199,7 @@ impl Tracker {
             .map(TurnLog::read_new)
             .unwrap_or_default();
         let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
-        for line in lines {
-            let prompt = serde_json::from_str::<serde_json::Value>(&line)
-                .ok()
-                .and_then(|v| v["prompt"].as_str().map(str::to_owned))
-                .unwrap_or_default();
+        for prompt in lines {
             let tokens = tokens_in(&self.re, &prompt);
             let Some(room) = tokens.first().and_then(|t| book.rooms.get(t)).cloned() else {
                 continue;
@@ -345,6 +369,14 @@ mod tests {
         assert!(matches!(b.try_recv(), Ok(Outcome::Answered(_))));
         assert!(matches!(c.try_recv(), Ok(Outcome::Answered(_))));
         assert_eq!(tracker.counters.replies.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn entries_interleaved_by_concurrent_writers_are_all_read() {
+        let text = "{\"prompt\":\"a\"}{\"prompt\":\"b\"}\n\n{\"prompt\":\"c\"}\nnot json\n{\"pro";
+        let (prompts, used) = split_entries(text);
+        assert_eq!(prompts, ["a", "b", "c"]);
+        assert_eq!(&text[used..], "{\"pro");
     }
 
     #[test]
