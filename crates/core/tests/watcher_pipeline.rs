@@ -313,7 +313,12 @@ async fn typing_is_on_while_the_agent_works_refreshed_on_events_and_off_afterwar
     wait_until("error", || connector.texts("general").len() == 2).await;
     wait_until("typing off after the failed turn", || {
         connector.typing("general").last() == Some(&false)
-            && connector.typing("general").iter().filter(|on| !**on).count() == 2
+            && connector
+                .typing("general")
+                .iter()
+                .filter(|on| !**on)
+                .count()
+                == 2
     })
     .await;
     gw.shutdown().await;
