@@ -245,11 +245,11 @@ fn run_daemon(rt: &RuntimeDir, args: StartArgs) -> i32 {
     let started = SystemTime::now();
     tracing::info!(pid, version = env!("CARGO_PKG_VERSION"), "gateway starting");
 
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get().clamp(1, 4))
-        .unwrap_or(2);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // One thread runs the whole daemon: its work is waiting on sockets and agent processes,
+    // a few microseconds of CPU per message, which a second worker only turns into
+    // cross-thread wake-ups, a second malloc arena and more resident memory (see
+    // docs/performance.md). File writes and other blocking calls go to the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("acg-worker")
         .build()
@@ -413,6 +413,8 @@ async fn serve(startup: &mut Startup<'_>) -> i32 {
         "gateway started"
     );
     startup.reporter.ok();
+    // Start-up code will not run again: let only what keeps running stay resident.
+    crate::residency::release_startup_pages();
     if startup.interactive {
         eprintln!(
             "{}",

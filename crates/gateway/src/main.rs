@@ -21,6 +21,7 @@ mod daemon;
 mod logging;
 mod notify;
 mod runtime;
+mod residency;
 mod wiring;
 
 fn main() {
