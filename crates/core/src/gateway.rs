@@ -731,7 +731,5 @@ fn corrupt_aside_path(path: &Path) -> PathBuf {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    crate::watcher::unix_now_ms()
 }

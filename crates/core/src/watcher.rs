@@ -46,6 +46,13 @@ const DELTA_TYPING_THROTTLE: Duration = Duration::from_secs(1);
 const TURN_GRACE: Duration = Duration::from_secs(30);
 /// How long a cancelled worker may take to clear typing before it is aborted.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
+/// Milliseconds since the Unix epoch by the local clock.
+pub(crate) fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Bound on one typing-indicator call (best effort; never stalls a turn for long).
 const TYPING_CALL_LIMIT: Duration = Duration::from_secs(5);
 
@@ -179,8 +186,10 @@ impl WatcherError {
 }
 
 /// How long a deferred change ([`StateBook::put_deferred`], the watermark after each answer)
-/// may wait before it is written; every change made meanwhile goes into the same write.
-pub const DEFERRED_SAVE_DELAY: Duration = Duration::from_millis(500);
+/// may wait before its write starts. Zero: the write starts as soon as the worker yields
+/// (right after the reply), so a crash can repeat at most the answers of the last few
+/// milliseconds; changes made while a write is in flight still share the next write.
+pub const DEFERRED_SAVE_DELAY: Duration = Duration::ZERO;
 
 /// The in-memory copy of one connector's state file. It holds the records of every
 /// configured watcher that has one — running, paused, or unable to start — and writes all of
@@ -680,6 +689,18 @@ impl Inner {
             status.inbox = Some(inbox.clone());
             status.context_state = "injected";
             status.waiting = false;
+        }
+        if replay_after.is_none() && deps.connector.supports_history() {
+            // A watcher that has never answered anything starts its watermark at the moment it
+            // began listening, durably, so a crash before its first answer still replays every
+            // message it accepted since (and nothing older than the watcher itself). Only
+            // connectors that replay from history use a watermark at all.
+            self.update_record(|r| {
+                if r.last_processed_ts.is_empty() {
+                    r.last_processed_ts = unix_now_ms().to_string();
+                }
+            });
+            self.persist().await;
         }
         info!(watcher = %spec.name, room = %room.name, "watcher started");
         if let Some(text) = &spec.online_notification {

@@ -539,3 +539,68 @@ async fn a_session_moved_by_the_agent_is_followed_and_persisted() {
     assert_eq!(turns.last().unwrap().session_id, "s-forked");
     gw.shutdown().await;
 }
+
+/// A watcher that never answered anything still has a durable watermark from the moment it
+/// started listening (when its connector replays history), so a crash before its first answer
+/// replays what it had accepted; a connector without replay gets none.
+#[tokio::test]
+async fn a_new_watcher_on_a_replaying_connector_persists_its_start_as_the_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new("s");
+    let connector = FakeConnector::new("fake");
+    connector.replays_history.store(true, Ordering::SeqCst);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (gw, _) = start_one(
+        dir.path(),
+        &backend,
+        &connector,
+        vec![spec("w", "fake", "general", "a", dir.path())],
+    )
+    .await;
+    let saved: i64 = saved_record(dir.path(), "fake", "w")
+        .unwrap()
+        .last_processed_ts
+        .parse()
+        .expect("a watermark is saved at start");
+    assert!(
+        saved >= before,
+        "watermark {saved} predates the start {before}"
+    );
+    gw.shutdown().await;
+
+    // The next start replays from that saved point (and does not reset it).
+    let (gw, _) = start_one(
+        dir.path(),
+        &backend,
+        &connector,
+        vec![spec("w", "fake", "general", "a", dir.path())],
+    )
+    .await;
+    assert_eq!(
+        saved_record(dir.path(), "fake", "w")
+            .unwrap()
+            .last_processed_ts,
+        saved.to_string()
+    );
+    gw.shutdown().await;
+
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain = FakeConnector::new("fake");
+    let (gw, _) = start_one(
+        plain_dir.path(),
+        &backend,
+        &plain,
+        vec![spec("w", "fake", "general", "a", plain_dir.path())],
+    )
+    .await;
+    assert_eq!(
+        saved_record(plain_dir.path(), "fake", "w")
+            .unwrap()
+            .last_processed_ts,
+        ""
+    );
+    gw.shutdown().await;
+}

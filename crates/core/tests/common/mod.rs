@@ -221,6 +221,8 @@ pub struct FakeConnector {
     pub send_fails: AtomicBool,
     /// When set, every typing call hangs (after being recorded) until the caller gives up.
     pub typing_hangs: AtomicBool,
+    /// When set, the connector says it replays from history (so watchers keep a watermark).
+    pub replays_history: AtomicBool,
 }
 
 impl FakeConnector {
@@ -248,6 +250,7 @@ impl FakeConnector {
             disconnected: AtomicBool::new(false),
             send_fails: AtomicBool::new(false),
             typing_hangs: AtomicBool::new(false),
+            replays_history: AtomicBool::new(false),
         }
     }
 
@@ -308,6 +311,10 @@ impl FakeConnector {
 impl Connector for FakeConnector {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn supports_history(&self) -> bool {
+        self.replays_history.load(Ordering::SeqCst)
     }
 
     fn platform(&self) -> &str {
