@@ -46,6 +46,9 @@ struct Args {
     /// Skip the 200/2,000-room sessions.
     #[arg(long)]
     no_room_sessions: bool,
+    /// Room counts of the start/RSS/stop sessions instead of 200 and 2,000 (repeatable).
+    #[arg(long = "room-session", value_name = "ROOMS")]
+    room_session: Vec<usize>,
     /// Measure only the reference (with the floor), e.g. to look at its logs with --keep.
     #[arg(long)]
     skip_ours: bool,
@@ -88,6 +91,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Some(n) = args.rounds {
         plan.rounds = n;
+    }
+    if !args.room_session.is_empty() {
+        plan.room_sessions = args.room_session.clone();
     }
     if args.no_room_sessions {
         plan.room_sessions.clear();

@@ -340,7 +340,9 @@ async fn talk(
         let Some(stdout) = stdout else {
             return Ok(());
         };
-        let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+        // Lines longer than the buffer are assembled in `line`; a bigger buffer only costs
+        // zeroing and memory per run (thousands at once when many watchers start together).
+        let mut reader = BufReader::with_capacity(8 * 1024, stdout);
         let mut line = Vec::new();
         loop {
             match read_line_capped(&mut reader, &mut line, MAX_LINE_BYTES)

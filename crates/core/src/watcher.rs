@@ -628,14 +628,25 @@ impl Inner {
                 source,
             })?;
 
-        // The durable context is built once per start and re-supplied with every turn.
-        let built = context::build_context(&spec.context)?;
+        // The durable context is built once per start and re-supplied with every turn. Reading
+        // the context files and writing (with fsync) the prompt file block, so they run on
+        // the blocking pool: a start with many watchers must not stall the runtime.
+        let (sources, runtime_dir, name) = (
+            spec.context.clone(),
+            deps.runtime_dir.clone(),
+            spec.name.clone(),
+        );
+        let (built, system_prompt_file) = tokio::task::spawn_blocking(move || {
+            let built = context::build_context(&sources)?;
+            let file = context::write_system_prompt(&runtime_dir, &name, &built.text)
+                .map_err(WatcherError::SystemPrompt)?;
+            Ok::<_, WatcherError>((built, file))
+        })
+        .await
+        .map_err(|e| WatcherError::SystemPrompt(std::io::Error::other(e.to_string())))??;
         for warning in &built.warnings {
             warn!(watcher = %spec.name, "{warning}");
         }
-        let system_prompt_file =
-            context::write_system_prompt(&deps.runtime_dir, &spec.name, &built.text)
-                .map_err(WatcherError::SystemPrompt)?;
 
         self.ensure_session(&backend).await?;
         self.update_record(|r| {

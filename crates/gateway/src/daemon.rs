@@ -251,6 +251,9 @@ fn run_daemon(rt: &RuntimeDir, args: StartArgs) -> i32 {
     // docs/performance.md). File writes and other blocking calls go to the blocking pool.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // File writes of a start with many watchers queue here instead of each getting a
+        // thread (and a malloc arena) of its own.
+        .max_blocking_threads(8)
         .thread_name("acg-worker")
         .build()
     {

@@ -20,8 +20,8 @@ mod control;
 mod daemon;
 mod logging;
 mod notify;
-mod runtime;
 mod residency;
+mod runtime;
 mod wiring;
 
 fn main() {
