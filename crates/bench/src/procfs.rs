@@ -164,6 +164,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::zombie_processes)] // `wait_exit` reaps it (that is what is under test)
     fn a_reaped_child_has_exited() {
         let child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
