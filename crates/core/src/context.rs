@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::state::atomic_write;
+use crate::state::replace_file;
 
 /// Inputs of one watcher's durable context.
 #[derive(Debug, Clone, Default)]
@@ -258,7 +258,9 @@ pub fn write_system_prompt(
         .mode(0o700)
         .create(&dir)?;
     let path = dir.join(format!("{watcher}.md"));
-    atomic_write(&path, text.as_bytes(), 0o600)?;
+    // Rebuilt at every start, so no fsync: a start with many watchers must not queue two
+    // fsyncs per watcher behind the state-file lock.
+    replace_file(&path, text.as_bytes(), 0o600)?;
     Ok(path)
 }
 

@@ -301,6 +301,43 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     std::fs::File::open(&dir)?.sync_all()
 }
 
+/// Replaces `path` with `bytes` (mode `mode`) through a temporary file and a rename, without
+/// fsync: for derived files that are rebuilt at every start (a watcher's system prompt), where
+/// a crash may at worst leave a stale or empty file that the next start rewrites before use.
+/// Readers never see a half-written file. Concurrent calls (distinct or equal paths) are safe.
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    let file_name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} has no file name", path.display()),
+        )
+    })?;
+    let mut tmp_name = file_name.to_os_string();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -564,6 +601,23 @@ mod tests {
         let state = state_in(&dir);
         std::fs::create_dir(state.path()).unwrap();
         assert!(matches!(state.load(), Err(StateError::Io { .. })));
+    }
+
+    #[test]
+    fn replace_file_replaces_sets_mode_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.md");
+        std::fs::write(&path, "old").unwrap();
+        replace_file(&path, b"new", 0o600).unwrap();
+        replace_file(&path, b"newer", 0o600).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"newer");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("w.md")]);
     }
 
     #[test]
