@@ -169,8 +169,13 @@ impl Gateway {
     ) -> (Arc<Gateway>, StartReport) {
         let mut report = StartReport::default();
 
-        // Agent backends, in parallel. A failed agent's watchers are skipped (fail closed).
-        let results = join_all(agents.iter().map(|a| a.backend.start())).await;
+        // Agent backends, one after the other: two OpenCode sidecars of one user share one
+        // SQLite store and one of them fails ("database is locked") when both initialise it
+        // at the same moment. A failed agent's watchers are skipped (fail closed).
+        let mut results = Vec::with_capacity(agents.len());
+        for agent in &agents {
+            results.push(agent.backend.start().await);
+        }
         let mut backends = Vec::new();
         for (agent, result) in agents.into_iter().zip(results) {
             match result {
