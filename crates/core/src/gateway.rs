@@ -292,7 +292,7 @@ impl Gateway {
                 }
             }
         }
-        let results = join_all(to_start.iter().map(|w| w.start())).await;
+        let results = start_all(&to_start).await;
         let mut waiting: Vec<Arc<Watcher>> = Vec::new();
         for (watcher, result) in to_start.iter().zip(results) {
             match result {
@@ -655,7 +655,7 @@ pub async fn start_when_connected(
             delay = retry.first_delay;
         }
         // Never abandoned half-way: a shutdown waits for these starts (and then stops them).
-        let results = join_all(waiting.iter().map(|w| w.start())).await;
+        let results = start_all(&waiting).await;
         let mut still = Vec::new();
         for (watcher, result) in waiting.into_iter().zip(results) {
             match result {
@@ -737,4 +737,23 @@ fn corrupt_aside_path(path: &Path) -> PathBuf {
 
 fn now_ms() -> i64 {
     crate::watcher::unix_now_ms()
+}
+
+/// How many watchers start at once. Each start creates an agent session (one agent process)
+/// and writes files; thousands at once only contend for the CPU and leave the heap fragmented
+/// by their transient buffers, so resident memory stays high after the start.
+const START_CONCURRENCY: usize = 32;
+
+/// Starts `watchers`, [`START_CONCURRENCY`] at a time; results in the same order.
+async fn start_all(watchers: &[Arc<Watcher>]) -> Vec<Result<(), WatcherError>> {
+    use futures_util::stream::{self, StreamExt};
+    let starts: Vec<_> = watchers
+        .iter()
+        .cloned()
+        .map(|w| async move { w.start().await })
+        .collect();
+    stream::iter(starts)
+        .buffered(START_CONCURRENCY)
+        .collect()
+        .await
 }

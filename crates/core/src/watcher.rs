@@ -185,11 +185,12 @@ impl WatcherError {
     }
 }
 
-/// How long a deferred change ([`StateBook::put_deferred`], the watermark after each answer)
-/// may wait before its write starts. Zero: the write starts as soon as the worker yields
-/// (right after the reply), so a crash can repeat at most the answers of the last few
-/// milliseconds; changes made while a write is in flight still share the next write.
-pub const DEFERRED_SAVE_DELAY: Duration = Duration::ZERO;
+/// The least time between the starts of two deferred writes ([`StateBook::put_deferred`], the
+/// watermark after each answer). The first change after a quiet spell is written at once (right
+/// after the reply), so with the pace of a chat room a crash repeats at most the answers of
+/// the last few milliseconds. Under a burst, changes made within the interval share one write,
+/// so the file is written at most ten times a second, not once per message.
+pub const DEFERRED_SAVE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The in-memory copy of one connector's state file. It holds the records of every
 /// configured watcher that has one — running, paused, or unable to start — and writes all of
@@ -213,6 +214,8 @@ pub struct StateBook {
     writes: AtomicU64,
     /// A deferred save is scheduled.
     deferred: AtomicBool,
+    /// When the last deferred write started.
+    last_deferred: Mutex<Option<Instant>>,
 }
 
 impl StateBook {
@@ -247,6 +250,7 @@ impl StateBook {
             saved: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             deferred: AtomicBool::new(false),
+            last_deferred: Mutex::new(None),
         }
     }
 
@@ -281,9 +285,10 @@ impl StateBook {
         self.save().await
     }
 
-    /// Replaces one watcher's record and writes the file within [`DEFERRED_SAVE_DELAY`],
-    /// together with every other change made meanwhile. For changes whose loss in a crash
-    /// only costs a repeat (the watermark: a message answered just before a crash is
+    /// Replaces one watcher's record and writes the file soon, together with every other change
+    /// made meanwhile: at once when no deferred write started within
+    /// [`DEFERRED_SAVE_INTERVAL`], else when that interval has passed. For changes whose loss in
+    /// a crash only costs a repeat (the watermark: a message answered just before a crash is
     /// replayed), so they never put a file write on a message's path. A shutdown's final
     /// [`StateBook::save`] writes whatever is still pending.
     pub fn put_deferred(self: &Arc<Self>, record: WatcherRecord) {
@@ -293,7 +298,13 @@ impl StateBook {
         }
         let book = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(DEFERRED_SAVE_DELAY).await;
+            let wait = lock(&book.last_deferred)
+                .map(|at| DEFERRED_SAVE_INTERVAL.saturating_sub(at.elapsed()))
+                .unwrap_or_default();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            *lock(&book.last_deferred) = Some(Instant::now());
             book.deferred.store(false, Ordering::SeqCst);
             if let Err(e) = book.save().await {
                 error!(file = %book.file.path().display(), error = %e, "cannot save watcher state");
@@ -1269,6 +1280,47 @@ mod tests {
         book.save().await.unwrap();
         let saved = StateFile::for_connector(dir.path(), "rc").load().unwrap();
         assert_eq!(saved[0].last_processed_ts, "51");
+    }
+
+    /// A steady stream of answers (one every 10 ms) writes the file about once per
+    /// [`DEFERRED_SAVE_INTERVAL`], not once per answer; the first change after a quiet spell is
+    /// written at once, and the last change of the stream is written without a further put.
+    #[tokio::test]
+    async fn deferred_puts_under_a_stream_are_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = book(dir.path(), &["a"]);
+        let wait_for = |n: u64| {
+            let book = book.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while book.writes() < n && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                book.writes()
+            }
+        };
+        book.put_deferred(record("a", "1"));
+        let started = Instant::now();
+        assert_eq!(wait_for(1).await, 1);
+        assert!(
+            started.elapsed() < DEFERRED_SAVE_INTERVAL,
+            "the first change after a quiet spell waits for nothing"
+        );
+        let stream = Instant::now();
+        for ts in 2..=31 {
+            book.put_deferred(record("a", &ts.to_string()));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let elapsed = stream.elapsed();
+        tokio::time::sleep(DEFERRED_SAVE_INTERVAL * 2).await;
+        let writes = book.writes() - 1;
+        let bound = (elapsed.as_millis() / DEFERRED_SAVE_INTERVAL.as_millis()) as u64 + 2;
+        assert!(
+            writes <= bound,
+            "{writes} writes for 30 answers in {elapsed:?} (at most {bound})"
+        );
+        let saved = StateFile::for_connector(dir.path(), "rc").load().unwrap();
+        assert_eq!(saved[0].last_processed_ts, "31", "the last change is written");
     }
 
     #[test]
