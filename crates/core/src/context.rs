@@ -20,8 +20,9 @@ pub struct ContextSources {
     pub connector_name: String,
     /// The bot's username (adds the addressing section).
     pub bot_username: Option<String>,
-    /// Built-in documents (layer 0), already chosen by the caller.
-    pub builtin: Vec<String>,
+    /// Built-in documents (layer 0), already chosen by the caller. Borrowed when they are the
+    /// compiled-in documents, so thousands of watchers share one copy.
+    pub builtin: Vec<std::borrow::Cow<'static, str>>,
     /// Context files in layer order: connector, agent, watcher. Absolute paths.
     pub files: Vec<PathBuf>,
 }
@@ -144,7 +145,7 @@ pub fn session_identity(sources: &ContextSources) -> String {
 pub fn build_context(sources: &ContextSources) -> Result<BuiltContext, ContextError> {
     let mut warnings = Vec::new();
     let mut parts = vec![session_identity(sources)];
-    parts.extend(sources.builtin.iter().cloned());
+    parts.extend(sources.builtin.iter().map(|doc| doc.to_string()));
     for path in &sources.files {
         match read_context_file(&sources.watcher_name, path)? {
             Ok(text) => parts.push(text),
@@ -429,11 +430,11 @@ mod tests {
     fn total_exactly_at_limit_is_kept() {
         let header_len = REFERENCE_HEADER_NO_BOT.len() + 2;
         let mut s = sources(None);
-        s.builtin = vec!["z".repeat(MAX_CONTEXT_BYTES - header_len)];
+        s.builtin = vec!["z".repeat(MAX_CONTEXT_BYTES - header_len).into()];
         let built = build_context(&s).unwrap();
         assert_eq!(built.text.len(), MAX_CONTEXT_BYTES);
         assert!(!built.text.ends_with(TRUNCATION_NOTE));
-        s.builtin = vec!["z".repeat(MAX_CONTEXT_BYTES - header_len + 1)];
+        s.builtin = vec!["z".repeat(MAX_CONTEXT_BYTES - header_len + 1).into()];
         let built = build_context(&s).unwrap();
         assert_eq!(built.text.len(), MAX_CONTEXT_BYTES + TRUNCATION_NOTE.len());
     }

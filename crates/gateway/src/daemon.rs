@@ -418,6 +418,7 @@ async fn serve(startup: &mut Startup<'_>) -> i32 {
     startup.reporter.ok();
     // Start-up code will not run again: let only what keeps running stay resident.
     crate::residency::release_startup_pages();
+    tokio::spawn(crate::residency::trim_heap_when_grown());
     if startup.interactive {
         eprintln!(
             "{}",

@@ -96,6 +96,59 @@ pub fn release_startup_pages() {
     }
 }
 
+/// How often [`trim_heap_when_grown`] looks at the daemon's anonymous memory.
+const TRIM_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Growth of anonymous memory since the last trim that makes it trim again.
+const TRIM_GROWTH_BYTES: u64 = 256 * 1024;
+
+/// Resident anonymous memory (resident minus file-backed pages) from `/proc/self/statm`.
+fn resident_anonymous_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    anonymous_from_statm(&statm, page_size())
+}
+
+fn anonymous_from_statm(statm: &str, page: u64) -> Option<u64> {
+    let mut fields = statm.split_whitespace().skip(1);
+    let resident: u64 = fields.next()?.parse().ok()?;
+    let shared: u64 = fields.next()?.parse().ok()?;
+    Some(resident.saturating_sub(shared) * page)
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+/// Gives freed heap memory back to the system after bursts of work, for as long as the daemon
+/// runs. glibc keeps the pages of freed chunks that are not at the top of the heap, so a load
+/// of concurrent turns would otherwise stay resident for the daemon's lifetime. Checks once a
+/// second (one read of `/proc/self/statm`) and calls `malloc_trim` only when anonymous memory
+/// grew by [`TRIM_GROWTH_BYTES`] since the last trim, so a steady daemon never trims.
+pub async fn trim_heap_when_grown() {
+    let Some(mut baseline) = resident_anonymous_bytes() else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(TRIM_CHECK_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(now) = resident_anonymous_bytes() else {
+            return;
+        };
+        if now >= baseline + TRIM_GROWTH_BYTES {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only returns free heap memory to the kernel.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            baseline = resident_anonymous_bytes().unwrap_or(now);
+        } else if now < baseline {
+            baseline = now;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +181,43 @@ Anonymous:             0 kB
             .collect();
         // The header segment and the text; not the relocated RELRO data, not .data.
         assert_eq!(released, vec![0x55d0a0000000, 0x55d0a0100000]);
+    }
+
+    #[test]
+    fn anonymous_memory_is_resident_minus_file_backed_pages() {
+        assert_eq!(anonymous_from_statm("5000 2500 700 10 0 900 0\n", 4096), Some(1800 * 4096));
+        assert_eq!(anonymous_from_statm("garbage", 4096), None);
+        assert!(resident_anonymous_bytes().unwrap() > 0);
+    }
+
+    /// Freed heap memory that glibc would keep (a live allocation above it pins the heap's top)
+    /// is given back by the trim task within a few seconds.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_trim_task_gives_back_a_freed_burst() {
+        let trim = tokio::spawn(trim_heap_when_grown());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let before = resident_anonymous_bytes().unwrap();
+        // 8 MiB in 4 KiB chunks (below the mmap threshold), written so they are resident,
+        // then a live allocation above them (so they are not at the heap's top), then the
+        // chunks are freed: glibc keeps their pages.
+        let mut burst: Vec<Vec<u8>> = (0..2048).map(|_| vec![1u8; 4096]).collect();
+        let pin = vec![2u8; 100_000];
+        burst.iter_mut().for_each(|c| c[100] = 3);
+        let grown = resident_anonymous_bytes().unwrap();
+        assert!(grown > before + 4 * 1024 * 1024, "{before} -> {grown}");
+        drop(burst);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut now = grown;
+        while std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            now = resident_anonymous_bytes().unwrap();
+            if now + 4 * 1024 * 1024 < grown {
+                break;
+            }
+        }
+        assert!(now + 4 * 1024 * 1024 < grown, "still {now} after a burst to {grown}");
+        assert_eq!(pin[0], 2);
+        trim.abort();
     }
 
     #[test]

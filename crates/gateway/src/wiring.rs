@@ -198,14 +198,14 @@ fn watcher_spec(
     watcher: &WatcherConfig,
     adapter: &dyn Connector,
 ) -> WatcherSpec {
-    let mut builtin: Vec<String> = Vec::new();
+    let mut builtin: Vec<std::borrow::Cow<'static, str>> = Vec::new();
     if let Some(doc) = builtin_platform_context(connector.kind.type_name()) {
-        builtin.push(doc.to_string());
+        builtin.push(doc.into());
     }
     builtin.extend(
         builtin_tool_context(agent.lazy_instruction_loading)
             .into_iter()
-            .map(str::to_string),
+            .map(Into::into),
     );
     let files = connector
         .context_inject_files
