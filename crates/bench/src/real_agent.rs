@@ -1,9 +1,13 @@
 //! The gateway's share of a real agent turn: our gateway runs the real `claude` CLI (offline,
-//! against the test kit's mock Anthropic API), and each chat round trip through the gateway is
-//! paired with the same `claude -p --resume` turn run directly on the same session (same
-//! flags, same working directory, same environment). Both alternate, so the session history
-//! grows alike for both. Share = (median gateway round trip − median direct turn) ÷ median
-//! gateway round trip.
+//! against the test kit's mock Anthropic API) through `acg-stub-claude`'s timing wrapper, which
+//! logs when the `claude` process started and ended. For each chat round trip the rest — the
+//! round trip minus the `claude` process's lifetime — is what the gateway (with the chat
+//! server and the wrapper's own start) added to that turn; share = median rest ÷ median round
+//! trip. One `claude` turn varies by ±100 ms against the mock, so comparing two separately
+//! timed runs cannot resolve a cost of a few milliseconds; this split is per turn.
+//!
+//! As a cross-check each round trip is paired with the same `claude -p --resume` turn run
+//! directly on the same session (same flags, working directory and environment).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,9 +31,13 @@ pub struct RealAgent {
     pub through_gateway: Option<Summary>,
     /// The same turn run directly.
     pub direct: Option<Summary>,
-    /// Median difference, ms.
+    /// The `claude` process's own lifetime in each gateway turn.
+    pub agent_process: Option<Summary>,
+    /// Round trip minus the `claude` process's lifetime, per turn.
+    pub gateway_rest: Option<Summary>,
+    /// Median gateway round trip − median direct turn, ms (the cross-check; noisy).
     pub overhead_ms: Option<f64>,
-    /// Overhead ÷ gateway median, percent.
+    /// Median rest ÷ median round trip, percent.
     pub gateway_share_percent: Option<f64>,
 }
 
@@ -38,15 +46,22 @@ impl RealAgent {
     pub fn summary_line(&self) -> String {
         match (
             &self.through_gateway,
-            &self.direct,
-            self.overhead_ms,
+            &self.agent_process,
+            &self.gateway_rest,
             self.gateway_share_percent,
         ) {
-            (Some(g), Some(d), Some(o), Some(p)) => format!(
-                "REAL AGENT (claude CLI + mock LLM, {} turns): through the gateway p50 {:.0} ms, \
-                 direct `claude -p --resume` p50 {:.0} ms → gateway share {:.1} ms = {:.2} %",
-                self.turns, g.p50_ms, d.p50_ms, o, p
-            ),
+            (Some(g), Some(a), Some(r), Some(p)) => {
+                let direct = match &self.direct {
+                    Some(d) => format!("; direct `claude -p --resume` p50 {:.0} ms", d.p50_ms),
+                    None => String::new(),
+                };
+                format!(
+                    "REAL AGENT (claude CLI + mock LLM, {} turns): round trip through the \
+                     gateway p50 {:.0} ms, of it the claude process p50 {:.0} ms, the rest p50 \
+                     {:.1} ms (p95 {:.1}) → gateway share {:.2} %{direct}",
+                    self.turns, g.p50_ms, a.p50_ms, r.p50_ms, r.p95_ms, p
+                )
+            }
             _ => "REAL AGENT: not measured".into(),
         }
     }
@@ -72,6 +87,25 @@ fn system_prompt_file(runtime: &Path) -> Option<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "md"))
+}
+
+/// The lifetimes of the `claude` runs the timing wrapper logged so far, oldest first.
+fn agent_lifetimes(log: &Path) -> Result<Vec<Duration>> {
+    let text = match std::fs::read_to_string(log) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).context("read the claude timing log"),
+    };
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let (Some(start), Some(end)) = (v["start_unix_ns"].as_u64(), v["end_unix_ns"].as_u64())
+            else {
+                bail!("bad timing line: {line}");
+            };
+            Ok(Duration::from_nanos(end.saturating_sub(start)))
+        })
+        .collect()
 }
 
 /// One direct turn: the argv our Claude backend uses for a turn, the prompt on stdin.
@@ -139,9 +173,19 @@ pub async fn measure(
     std::fs::create_dir_all(&home)?;
     std::fs::create_dir_all(&work)?;
     let env = claude_offline_env(&home, &mock.base_url());
+    let timing_log = root.join("claude-runs.jsonl");
+    let mut gateway_env = env.clone();
+    gateway_env.push((
+        "ACG_STUB_EXEC".to_owned(),
+        claude.to_string_lossy().into_owned(),
+    ));
+    gateway_env.push((
+        "ACG_STUB_TIMING_LOG".to_owned(),
+        timing_log.to_string_lossy().into_owned(),
+    ));
     let agent = AgentOverride {
-        command: claude.to_path_buf(),
-        env: env.clone(),
+        command: setup.stub.clone(),
+        env: gateway_env,
         home: home.clone(),
         work: work.clone(),
     };
@@ -162,16 +206,28 @@ pub async fn measure(
         let session = stored_session(&runtime)?;
         let prompt_file = system_prompt_file(&runtime);
         let mut through = Vec::new();
+        let mut agent_runs = Vec::new();
+        let mut rest = Vec::new();
         let mut direct = Vec::new();
         let sender = &running.world.senders[0];
         let rid = running.world.room_ids[0].clone();
         for i in 0..turns {
-            through.push(
-                running
-                    .tracker
-                    .ask(sender, &rid, &format!("question {i}"), plan.reply_timeout)
-                    .await?,
-            );
+            let before = agent_lifetimes(&timing_log)?.len();
+            let round_trip = running
+                .tracker
+                .ask(sender, &rid, &format!("question {i}"), plan.reply_timeout)
+                .await?;
+            let lifetimes = agent_lifetimes(&timing_log)?;
+            if lifetimes.len() != before + 1 {
+                bail!(
+                    "expected one claude run for turn {i}, the wrapper logged {}",
+                    lifetimes.len() - before
+                );
+            }
+            let lifetime = lifetimes[before];
+            through.push(round_trip);
+            agent_runs.push(lifetime);
+            rest.push(round_trip.saturating_sub(lifetime));
             let prompt = format!(
                 "[Rocket.Chat #{} | from: s00 | role: owner | to: me] direct question {i}",
                 running.world.rooms[0]
@@ -190,7 +246,7 @@ pub async fn measure(
                 .await??,
             );
         }
-        let (g, d) = (median(&through), median(&direct));
+        let (g, d, r) = (median(&through), median(&direct), median(&rest));
         let overhead = match (g, d) {
             (Some(g), Some(d)) => Some(ms(g) - ms(d)),
             _ => None,
@@ -199,9 +255,11 @@ pub async fn measure(
             turns,
             through_gateway: Summary::of(&through),
             direct: Summary::of(&direct),
+            agent_process: Summary::of(&agent_runs),
+            gateway_rest: Summary::of(&rest),
             overhead_ms: overhead,
-            gateway_share_percent: match (overhead, g) {
-                (Some(o), Some(g)) if !g.is_zero() => Some(o / ms(g) * 100.0),
+            gateway_share_percent: match (r, g) {
+                (Some(r), Some(g)) if !g.is_zero() => Some(ms(r) / ms(g) * 100.0),
                 _ => None,
             },
         })

@@ -1320,7 +1320,10 @@ mod tests {
             "{writes} writes for 30 answers in {elapsed:?} (at most {bound})"
         );
         let saved = StateFile::for_connector(dir.path(), "rc").load().unwrap();
-        assert_eq!(saved[0].last_processed_ts, "31", "the last change is written");
+        assert_eq!(
+            saved[0].last_processed_ts, "31",
+            "the last change is written"
+        );
     }
 
     #[test]

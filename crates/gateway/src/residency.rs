@@ -185,7 +185,10 @@ Anonymous:             0 kB
 
     #[test]
     fn anonymous_memory_is_resident_minus_file_backed_pages() {
-        assert_eq!(anonymous_from_statm("5000 2500 700 10 0 900 0\n", 4096), Some(1800 * 4096));
+        assert_eq!(
+            anonymous_from_statm("5000 2500 700 10 0 900 0\n", 4096),
+            Some(1800 * 4096)
+        );
         assert_eq!(anonymous_from_statm("garbage", 4096), None);
         assert!(resident_anonymous_bytes().unwrap() > 0);
     }
@@ -215,7 +218,10 @@ Anonymous:             0 kB
                 break;
             }
         }
-        assert!(now + 4 * 1024 * 1024 < grown, "still {now} after a burst to {grown}");
+        assert!(
+            now + 4 * 1024 * 1024 < grown,
+            "still {now} after a burst to {grown}"
+        );
         assert_eq!(pin[0], 2);
         trim.abort();
     }

@@ -12,6 +12,8 @@ fn run(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> String {
         .env_remove("ACG_STUB_REPLY")
         .env_remove("ACG_STUB_DELAY_MS")
         .env_remove("ACG_STUB_LOG")
+        .env_remove("ACG_STUB_EXEC")
+        .env_remove("ACG_STUB_TIMING_LOG")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -98,4 +100,35 @@ fn fixed_reply_and_plain_output() {
         &[("ACG_STUB_REPLY", "pong"), ("ACG_STUB_DELAY_MS", "5")],
     );
     assert_eq!(out, "pong\n");
+}
+
+/// As a timing wrapper it runs the program it is given with the same arguments and stdio,
+/// keeps its exit status, and logs the run's start and end.
+#[test]
+fn the_timing_wrapper_runs_the_program_and_logs_its_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("timing.jsonl");
+    let log_s = log.to_string_lossy().into_owned();
+    let out = run(
+        &["-c", "read line; echo \"got $line $0\"; sleep 0.2"],
+        "hello\n",
+        &[
+            ("ACG_STUB_EXEC", "/bin/sh"),
+            ("ACG_STUB_TIMING_LOG", &log_s),
+        ],
+    );
+    assert!(out.starts_with("got hello"), "{out}");
+    let runs = lines(&std::fs::read_to_string(&log).unwrap());
+    assert_eq!(runs.len(), 1);
+    let start = runs[0]["start_unix_ns"].as_u64().unwrap();
+    let end = runs[0]["end_unix_ns"].as_u64().unwrap();
+    assert!(end - start >= 200_000_000, "{start}..{end}");
+
+    let status = Command::new(env!("CARGO_BIN_EXE_acg-stub-claude"))
+        .args(["-c", "exit 7"])
+        .env("ACG_STUB_EXEC", "/bin/sh")
+        .env_remove("ACG_STUB_TIMING_LOG")
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(7));
 }

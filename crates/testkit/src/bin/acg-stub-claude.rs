@@ -15,6 +15,12 @@
 //! leading trusted header (`[Rocket.Chat #room | …] `) left out. `$ACG_STUB_DELAY_MS` waits
 //! that long before answering. `$ACG_STUB_LOG=<file>` appends one JSON line per run
 //! (`{"args": [...], "prompt": "..."}`) for tests that want to see what the agent was given.
+//!
+//! Timing wrapper: with `$ACG_STUB_EXEC=<program>` it answers nothing itself but runs
+//! `<program>` with the same arguments, stdin, stdout and stderr, exits with its status, and
+//! appends `{"start_unix_ns": …, "end_unix_ns": …}` for that run to `$ACG_STUB_TIMING_LOG`.
+//! The benchmark uses it around the real `claude` to split a chat round trip into the agent
+//! process's own time and the rest (the gateway, the chat server and this wrapper's start).
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -124,7 +130,51 @@ fn log_run(args: &[String], prompt: &str) {
     }
 }
 
+fn unix_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// The timing wrapper (see the module doc): never returns.
+fn wrap(program: std::ffi::OsString) -> ! {
+    let start = unix_ns();
+    let status = std::process::Command::new(&program)
+        .args(std::env::args_os().skip(1))
+        .env_remove("ACG_STUB_EXEC")
+        .env_remove("ACG_STUB_TIMING_LOG")
+        .status();
+    let end = unix_ns();
+    if let Some(path) = std::env::var_os("ACG_STUB_TIMING_LOG") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(
+                file,
+                "{}",
+                json!({"start_unix_ns": start, "end_unix_ns": end})
+            );
+        }
+    }
+    match status {
+        Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+        Err(e) => {
+            eprintln!(
+                "acg-stub-claude: cannot run {}: {e}",
+                program.to_string_lossy()
+            );
+            std::process::exit(127);
+        }
+    }
+}
+
 fn main() {
+    if let Some(program) = std::env::var_os("ACG_STUB_EXEC") {
+        wrap(program);
+    }
     let started = Instant::now();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let inv = parse_args(&args);
