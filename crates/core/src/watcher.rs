@@ -821,7 +821,9 @@ impl Inner {
     /// The worker: one batch, one turn, until the queue is drained or the run is cancelled.
     async fn work(self: Arc<Self>, ctx: RunCtx) {
         while let Some(batch) = ctx.queue.next_batch(&ctx.cancel).await {
-            if !self.answer(&ctx, batch).await {
+            // Boxed: an idle worker (one per watcher) then holds only this loop's small
+            // state, not the whole state of a turn.
+            if !Box::pin(self.answer(&ctx, batch)).await {
                 break;
             }
         }

@@ -900,10 +900,12 @@ async fn room_worker(
                 None => return,
             },
         };
+        // Boxed: an idle room's task (one per watched room) then holds only this loop's
+        // small state, not the largest state of message handling.
         match event {
-            RoomEvent::Live(doc) => inner.handle_doc(&room, &ledger, &doc, false).await,
+            RoomEvent::Live(doc) => Box::pin(inner.handle_doc(&room, &ledger, &doc, false)).await,
             RoomEvent::Replay { after_ms, why } => {
-                replay(&inner, &room, &ledger, after_ms, why).await
+                Box::pin(replay(&inner, &room, &ledger, after_ms, why)).await
             }
         }
         if overflow.swap(false, Ordering::SeqCst) {
@@ -911,7 +913,7 @@ async fn room_worker(
             let after = anchor
                 .unwrap_or_else(now_ms)
                 .saturating_sub(REPLAY_SLACK_MS);
-            replay(&inner, &room, &ledger, after, "buffer overflow").await;
+            Box::pin(replay(&inner, &room, &ledger, after, "buffer overflow")).await;
         }
     }
 }

@@ -205,9 +205,14 @@ pub(crate) async fn open(
     session: &Session,
 ) -> Result<(Socket, bool), LinkError> {
     let connector = tokio_tungstenite::Connector::Rustls(params.tls.clone());
+    // Buffers sized for DDP's small frames (bigger frames still arrive whole): the library's
+    // defaults of 128 KiB each stay resident for the daemon's lifetime.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(16 * 1024);
     let connecting = tokio_tungstenite::connect_async_tls_with_config(
         params.ws_url,
-        None,
+        Some(config),
         true,
         Some(connector),
     );

@@ -138,6 +138,9 @@ pub struct RestClient {
 
 /// How much of an error body goes into an error message.
 const BODY_SNIPPET: usize = 300;
+/// Idle connections kept for reuse per client: enough for a room's reply, its typing calls
+/// and another room's at the same time.
+const IDLE_CONNECTIONS: usize = 4;
 
 impl RestClient {
     /// A client for `base` (no trailing `/`) logging in as `username`.
@@ -154,6 +157,9 @@ impl RestClient {
                 .connect_timeout(Duration::from_secs(10).min(timeout))
                 .timeout(timeout)
                 .user_agent(concat!("agent-chat-gateway/", env!("CARGO_PKG_VERSION")))
+                // A burst (many watchers starting at once) opens many connections; keeping
+                // them all idle costs ~25 KiB of buffers each for as long as they live.
+                .pool_max_idle_per_host(IDLE_CONNECTIONS)
                 .build()
                 .map_err(|e| e.to_string())
         };
