@@ -126,7 +126,9 @@ struct Inner {
     budget: Mutex<TurnBudget>,
     inbound: Mutex<Option<Arc<dyn InboundHandler>>>,
     facts: Mutex<ServerFacts>,
-    resolved: Mutex<HashMap<String, Room>>,
+    resolved: Arc<Mutex<HashMap<String, Room>>>,
+    /// A write of the room cache is scheduled.
+    room_cache_pending: Arc<AtomicBool>,
     cancel: CancellationToken,
     supervisor: Mutex<Option<JoinHandle<()>>>,
 }
@@ -189,7 +191,11 @@ impl RocketChatConnector {
         let budget = TurnBudget::new(config.agent_chain.max_turns, config.agent_chain.ttl);
         let inner = Inner {
             name: name.to_string(),
-            resolved: Mutex::new(load_room_cache(&room_cache_file(&cache_root, name))),
+            resolved: Arc::new(Mutex::new(load_room_cache(&room_cache_file(
+                &cache_root,
+                name,
+            )))),
+            room_cache_pending: Arc::new(AtomicBool::new(false)),
             config,
             options,
             settings,
@@ -811,19 +817,57 @@ impl Inner {
         Err(LookupError::NotFound)
     }
 
+    /// Writes the room cache now if a write is still scheduled (at disconnect).
+    async fn flush_room_cache(&self) {
+        if !self.room_cache_pending.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let snapshot = lock(&self.resolved).clone();
+        let path = room_cache_file(&self.cache_root, &self.name);
+        let target = path.clone();
+        let saved = tokio::task::spawn_blocking(move || save_room_cache(&target, &snapshot))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        if let Err(e) = saved {
+            debug!(connector = %self.name, path = %path.display(), error = %e, "cannot save the room cache");
+        }
+    }
+
+    /// Records a resolved room and schedules a write of the room cache: one write, off the
+    /// runtime thread, for every room resolved within [`ROOM_CACHE_SAVE_DELAY`] (a start with
+    /// 2,000 rooms resolves them all at once).
     fn remember_room(&self, key: &str, room: &Room) {
-        let snapshot = {
+        {
             let mut resolved = lock(&self.resolved);
             if resolved.get(key) == Some(room) {
                 return;
             }
             resolved.insert(key.to_string(), room.clone());
-            resolved.clone()
-        };
-        let path = room_cache_file(&self.cache_root, &self.name);
-        if let Err(e) = save_room_cache(&path, &snapshot) {
-            debug!(connector = %self.name, path = %path.display(), error = %e, "cannot save the room cache");
         }
+        if self.room_cache_pending.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (resolved, pending) = (self.resolved.clone(), self.room_cache_pending.clone());
+        let (path, connector) = (
+            room_cache_file(&self.cache_root, &self.name),
+            self.name.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(ROOM_CACHE_SAVE_DELAY).await;
+            if !pending.swap(false, Ordering::SeqCst) {
+                return; // written by a flush meanwhile
+            }
+            let snapshot = lock(&resolved).clone();
+            let target = path.clone();
+            let saved = tokio::task::spawn_blocking(move || save_room_cache(&target, &snapshot))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+            if let Err(e) = saved {
+                debug!(connector = %connector, path = %path.display(), error = %e, "cannot save the room cache");
+            }
+        });
     }
 }
 
@@ -945,12 +989,17 @@ fn load_room_cache(path: &std::path::Path) -> HashMap<String, Room> {
         .unwrap_or_default()
 }
 
+/// How long [`Inner::remember_room`] gathers resolved rooms before writing the cache.
+const ROOM_CACHE_SAVE_DELAY: Duration = Duration::from_millis(50);
+
+/// Replaces the room cache (no fsync: it is a cache, and a missing or unreadable one only
+/// means the rooms are looked up on the server again).
 fn save_room_cache(path: &std::path::Path, rooms: &HashMap<String, Room>) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let bytes = serde_json::to_vec_pretty(rooms).map_err(std::io::Error::other)?;
-    acg_core::state::atomic_write(path, &bytes, 0o600)
+    acg_core::state::replace_file(path, &bytes, 0o600)
 }
 
 fn not_connected(e: &RestError) -> ConnectorError {
@@ -1020,6 +1069,7 @@ impl Connector for RocketChatConnector {
 
     async fn disconnect(&self) {
         self.inner.shutdown();
+        self.inner.flush_room_cache().await;
     }
 
     async fn resolve_room(&self, room: &str) -> Result<Room, ConnectorError> {
