@@ -136,10 +136,10 @@ async fn run(args: Args) -> Result<()> {
     };
 
     eprintln!(
-        "[floor] {} sequential messages through a relay-only bot",
+        "[floor] {} sequential messages through a relay-only bot, then through it running the stub agent",
         plan.sequential_messages
     );
-    match measure_floor(&plan).await {
+    match measure_floor(&plan, &setup.stub).await {
         Ok(floor) => report.floor = Some(floor),
         Err(e) => report.errors.push(format!("floor: {e:#}")),
     }

@@ -173,6 +173,13 @@ pub fn table(report: &Report) -> String {
             cell(Some(floor.p95_ms))
         ));
     }
+    if let Some(floor) = report.floor.as_ref().and_then(|f| f.with_agent) {
+        out.push_str(&format!(
+            "FLOOR + AGENT (the relay runs the stub agent per message): post→reply p50 {} ms, p95 {} ms\n",
+            cell(Some(floor.p50_ms)),
+            cell(Some(floor.p95_ms))
+        ));
+    }
     if let Some(reason) = &report.reference_skipped {
         out.push_str(&format!("\n0.5.2 column skipped: {reason}\n"));
     }

@@ -554,12 +554,54 @@ pub async fn measure_gateway(
 pub struct Floor {
     /// Post → reply latency through the relay.
     pub sequential: Option<Summary>,
+    /// Post → reply latency through the relay when it also runs the stub agent for every
+    /// message (spawn, prompt on stdin, `stream-json` out, reap) before posting its answer:
+    /// what the fake server and the stub agent allow a gateway that runs one agent process
+    /// per turn.
+    pub with_agent: Option<Summary>,
+}
+
+/// Runs the stub agent once the way a gateway's Claude backend does and returns its answer.
+async fn run_stub(stub: &Path, prompt: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut child = tokio::process::Command::new(stub)
+        .args([
+            "-p",
+            "--resume",
+            "floor-session",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .env_remove("ACG_STUB_LOG")
+        .spawn()
+        .with_context(|| format!("cannot run {}", stub.display()))?;
+    let mut stdin = child.stdin.take().context("stub stdin")?;
+    stdin.write_all(prompt.as_bytes()).await?;
+    drop(stdin);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .context("stub stdout")?
+        .read_to_string(&mut out)
+        .await?;
+    child.wait().await?;
+    out.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event["type"] == "result")
+        .and_then(|event| event["result"].as_str().map(str::to_owned))
+        .context("the stub printed no result")
 }
 
 /// The sequential round trip through a relay that does nothing but relay: a DDP client
 /// logged in as the bot that answers every message over REST at once (no agent, no queue,
-/// no state). No gateway can be faster against this fake.
-pub async fn measure_floor(plan: &Plan) -> Result<Floor> {
+/// no state). No gateway can be faster against this fake. Then the same with the stub agent
+/// run for every message before the answer is posted.
+pub async fn measure_floor(plan: &Plan, stub: &Path) -> Result<Floor> {
     let world = BenchWorld::start(1, 1, 1).await?;
     let rid = world.room_ids[0].clone();
     let (observer, events) =
@@ -569,35 +611,51 @@ pub async fn measure_floor(plan: &Plan) -> Result<Floor> {
         DdpClient::connect(&world.fake.ws_url(), world::BOT, world::BOT_PASSWORD).await?;
     relay.subscribe(std::slice::from_ref(&rid)).await?;
     let poster = RestPoster::login(&world.fake.url(), world::BOT, world::BOT_PASSWORD).await?;
-    let relay_task = tokio::spawn(async move {
-        while let Some(event) = inbox.recv().await {
-            if event.username == world::BOT || event.not_a_post {
-                continue;
+    let run_agent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay_task = tokio::spawn({
+        let (run_agent, stub) = (run_agent.clone(), stub.to_path_buf());
+        async move {
+            while let Some(event) = inbox.recv().await {
+                if event.username == world::BOT || event.not_a_post {
+                    continue;
+                }
+                let answer = if run_agent.load(std::sync::atomic::Ordering::Relaxed) {
+                    match run_stub(&stub, &event.text).await {
+                        Ok(answer) => answer,
+                        Err(e) => format!("stub failed: {e:#}"),
+                    }
+                } else {
+                    format!("echo: {}", event.text)
+                };
+                let _ = poster.post(&event.room_id, &answer).await;
             }
-            let _ = poster
-                .post(&event.room_id, &format!("echo: {}", event.text))
-                .await;
         }
     });
     let tracker = Tracker::new(world::BOT, None);
     tokio::spawn(tracker.clone().run(events));
     let sender = &world.senders[0];
-    for i in 0..plan.warmup_messages {
-        tracker
-            .ask(sender, &rid, &format!("warm {i}"), plan.reply_timeout)
-            .await?;
-    }
-    let mut latencies = Vec::new();
-    for i in 0..plan.sequential_messages {
-        latencies.push(
+    let mut phases = Vec::new();
+    for with_agent in [false, true] {
+        run_agent.store(with_agent, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..plan.warmup_messages {
             tracker
-                .ask(sender, &rid, &format!("floor {i}"), plan.reply_timeout)
-                .await?,
-        );
+                .ask(sender, &rid, &format!("warm {i}"), plan.reply_timeout)
+                .await?;
+        }
+        let mut latencies = Vec::new();
+        for i in 0..plan.sequential_messages {
+            latencies.push(
+                tracker
+                    .ask(sender, &rid, &format!("floor {i}"), plan.reply_timeout)
+                    .await?,
+            );
+        }
+        phases.push(Summary::of(&latencies));
     }
     relay_task.abort();
     drop(relay);
     Ok(Floor {
-        sequential: Summary::of(&latencies),
+        sequential: phases[0],
+        with_agent: phases[1],
     })
 }
