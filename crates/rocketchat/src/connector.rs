@@ -11,7 +11,7 @@
 //! replay is delivered once. A room whose buffer overflows falls back to a replay instead of
 //! losing messages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -100,7 +100,7 @@ struct RoomEntry {
     room: Room,
     watchers: usize,
     ledger: Arc<Mutex<RoomLedger>>,
-    events: mpsc::Sender<RoomEvent>,
+    events: RoomSender,
     overflow: Arc<AtomicBool>,
     sub: SubState,
     /// Local time the room was first live, for replays of rooms with no other anchor.
@@ -518,7 +518,7 @@ impl Inner {
         }
         let ledger = Arc::new(Mutex::new(RoomLedger::new(floor_ms)));
         let overflow = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel(self.options.room_queue_depth.max(1));
+        let (tx, rx) = room_queue(self.options.room_queue_depth.max(1));
         let worker = tokio::spawn(room_worker(
             self.clone(),
             room.clone(),
@@ -917,14 +917,89 @@ impl FrameSink for Inner {
 
 /// Hands an event to a room worker; a full buffer flags the room for a replay instead.
 fn queue_event(entry: &RoomEntry, event: RoomEvent, connector: &str) {
-    match entry.events.try_send(event) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            if !entry.overflow.swap(true, Ordering::SeqCst) {
-                warn!(connector, room = %entry.room.name, "room buffer full; will catch up from history");
+    if entry.events.push(event) == Pushed::Full && !entry.overflow.swap(true, Ordering::SeqCst) {
+        warn!(connector, room = %entry.room.name, "room buffer full; will catch up from history");
+    }
+}
+
+/// The events waiting for one room's worker, in order, up to a capacity. Unlike a tokio
+/// channel, which allocates a block of 32 slots per room up front, it holds memory only while
+/// events wait: most watched rooms are quiet most of the time, and a gateway may watch
+/// thousands.
+struct RoomQueue {
+    events: Mutex<VecDeque<RoomEvent>>,
+    ready: tokio::sync::Notify,
+    closed: AtomicBool,
+    capacity: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Pushed {
+    Queued,
+    Full,
+    Closed,
+}
+
+/// The room entry's end of a [`RoomQueue`]: dropping it (the room is released) closes the
+/// queue; the worker still gets what was queued before, then `None`.
+struct RoomSender(Arc<RoomQueue>);
+
+fn room_queue(capacity: usize) -> (RoomSender, Arc<RoomQueue>) {
+    let queue = Arc::new(RoomQueue {
+        events: Mutex::new(VecDeque::new()),
+        ready: tokio::sync::Notify::new(),
+        closed: AtomicBool::new(false),
+        capacity,
+    });
+    (RoomSender(queue.clone()), queue)
+}
+
+impl RoomSender {
+    fn push(&self, event: RoomEvent) -> Pushed {
+        let queue = &self.0;
+        {
+            let mut events = lock(&queue.events);
+            if queue.closed.load(Ordering::SeqCst) {
+                return Pushed::Closed;
             }
+            if events.len() >= queue.capacity {
+                return Pushed::Full;
+            }
+            events.push_back(event);
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
+        queue.ready.notify_one();
+        Pushed::Queued
+    }
+}
+
+impl Drop for RoomSender {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        self.0.ready.notify_one();
+    }
+}
+
+impl RoomQueue {
+    /// The next event; `None` once the sender is gone and nothing is left.
+    async fn recv(&self) -> Option<RoomEvent> {
+        loop {
+            {
+                let mut events = lock(&self.events);
+                if let Some(event) = events.pop_front() {
+                    if events.is_empty() && events.capacity() > 4 {
+                        // A burst is over: give its buffer back.
+                        *events = VecDeque::new();
+                    }
+                    return Some(event);
+                }
+                if self.closed.load(Ordering::SeqCst) {
+                    return None;
+                }
+            }
+            // `notify_one` stores a permit when nobody waits, so a push between the check
+            // above and this wait is not missed.
+            self.ready.notified().await;
+        }
     }
 }
 
@@ -934,7 +1009,7 @@ async fn room_worker(
     room: Room,
     ledger: Arc<Mutex<RoomLedger>>,
     overflow: Arc<AtomicBool>,
-    mut events: mpsc::Receiver<RoomEvent>,
+    events: Arc<RoomQueue>,
 ) {
     loop {
         let event = tokio::select! {
@@ -1242,6 +1317,51 @@ impl Connector for RocketChatConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn live(n: i64) -> RoomEvent {
+        RoomEvent::Live(serde_json::json!({ "n": n }))
+    }
+
+    fn number(event: Option<RoomEvent>) -> i64 {
+        match event {
+            Some(RoomEvent::Live(doc)) => doc["n"].as_i64().unwrap(),
+            _ => panic!("expected a live event"),
+        }
+    }
+
+    /// The room queue keeps order, refuses beyond its capacity, wakes a waiting worker, holds
+    /// no buffer once drained, and ends (after what was queued) when the room is released.
+    #[tokio::test]
+    async fn room_queue_orders_bounds_wakes_and_closes() {
+        let (tx, rx) = room_queue(3);
+        assert_eq!(lock(&rx.events).capacity(), 0, "nothing allocated while quiet");
+        for n in 1..=3 {
+            assert_eq!(tx.push(live(n)), Pushed::Queued);
+        }
+        assert_eq!(tx.push(live(4)), Pushed::Full);
+        for n in 1..=3 {
+            assert_eq!(number(rx.recv().await), n);
+        }
+        let waiter = tokio::spawn({
+            let rx = rx.clone();
+            async move { number(rx.recv().await) }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(tx.push(live(5)), Pushed::Queued);
+        assert_eq!(waiter.await.unwrap(), 5);
+        assert_eq!(tx.push(live(6)), Pushed::Queued);
+        drop(tx);
+        assert_eq!(number(rx.recv().await), 6, "queued before the release");
+        assert!(rx.recv().await.is_none());
+        let (tx, rx) = room_queue(8);
+        for n in 0..8 {
+            tx.push(live(n));
+        }
+        for _ in 0..8 {
+            rx.recv().await;
+        }
+        assert_eq!(lock(&rx.events).capacity(), 0, "a drained burst gives its buffer back");
+    }
     use acg_config::model::{AgentChainSettings, AttachmentSettings};
     use acg_core::{Role, Sender};
 
