@@ -1334,7 +1334,11 @@ mod tests {
     #[tokio::test]
     async fn room_queue_orders_bounds_wakes_and_closes() {
         let (tx, rx) = room_queue(3);
-        assert_eq!(lock(&rx.events).capacity(), 0, "nothing allocated while quiet");
+        assert_eq!(
+            lock(&rx.events).capacity(),
+            0,
+            "nothing allocated while quiet"
+        );
         for n in 1..=3 {
             assert_eq!(tx.push(live(n)), Pushed::Queued);
         }
@@ -1360,7 +1364,11 @@ mod tests {
         for _ in 0..8 {
             rx.recv().await;
         }
-        assert_eq!(lock(&rx.events).capacity(), 0, "a drained burst gives its buffer back");
+        assert_eq!(
+            lock(&rx.events).capacity(),
+            0,
+            "a drained burst gives its buffer back"
+        );
     }
     use acg_config::model::{AgentChainSettings, AttachmentSettings};
     use acg_core::{Role, Sender};
