@@ -742,7 +742,7 @@ fn now_ms() -> i64 {
 /// How many watchers start at once. Each start creates an agent session (one agent process)
 /// and writes files; thousands at once only contend for the CPU and leave the heap fragmented
 /// by their transient buffers, so resident memory stays high after the start.
-const START_CONCURRENCY: usize = 32;
+const START_CONCURRENCY: usize = 16;
 
 /// Starts `watchers`, [`START_CONCURRENCY`] at a time; results in the same order.
 async fn start_all(watchers: &[Arc<Watcher>]) -> Vec<Result<(), WatcherError>> {

@@ -245,6 +245,11 @@ fn run_daemon(rt: &RuntimeDir, args: StartArgs) -> i32 {
     let started = SystemTime::now();
     tracing::info!(pid, version = env!("CARGO_PKG_VERSION"), "gateway starting");
 
+    // Every thread allocates from the one main malloc arena: the blocking pool's threads would
+    // otherwise each get an arena of their own (with its own free lists and fragmentation)
+    // for a few file writes; nothing here contends for the allocator.
+    crate::residency::single_malloc_arena();
+
     // One thread runs the whole daemon: its work is waiting on sockets and agent processes,
     // a few microseconds of CPU per message, which a second worker only turns into
     // cross-thread wake-ups, a second malloc arena and more resident memory (see

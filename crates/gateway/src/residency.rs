@@ -96,6 +96,16 @@ pub fn release_startup_pages() {
     }
 }
 
+/// Makes every thread allocate from glibc's main arena (`M_ARENA_MAX = 1`). Call before other
+/// threads start. Elsewhere a no-op.
+pub fn single_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// How often [`trim_heap_when_grown`] looks at the daemon's anonymous memory.
 const TRIM_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Growth of anonymous memory since the last trim that makes it trim again.
