@@ -68,11 +68,7 @@ fn segments(smaps: &str, exe: &str) -> Vec<Segment> {
 /// keeps freed pages otherwise: starting 2,000 watchers runs 2,000 session creations at once).
 /// Best effort: without `/proc` only the heap is trimmed.
 pub fn release_startup_pages() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    trim_heap();
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;
     };
@@ -93,6 +89,15 @@ pub fn release_startup_pages() {
                 libc::MADV_DONTNEED,
             );
         }
+    }
+}
+
+/// Gives free heap memory back to the kernel (glibc's `malloc_trim`). Elsewhere a no-op.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -147,11 +152,7 @@ pub async fn trim_heap_when_grown() {
             return;
         };
         if now >= baseline + TRIM_GROWTH_BYTES {
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            // SAFETY: malloc_trim only returns free heap memory to the kernel.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            trim_heap();
             baseline = resident_anonymous_bytes().unwrap_or(now);
         } else if now < baseline {
             baseline = now;

@@ -822,16 +822,8 @@ impl Inner {
         if !self.room_cache_pending.swap(false, Ordering::SeqCst) {
             return;
         }
-        let snapshot = lock(&self.resolved).clone();
         let path = room_cache_file(&self.cache_root, &self.name);
-        let target = path.clone();
-        let saved = tokio::task::spawn_blocking(move || save_room_cache(&target, &snapshot))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
-        if let Err(e) = saved {
-            debug!(connector = %self.name, path = %path.display(), error = %e, "cannot save the room cache");
-        }
+        write_room_cache(&self.resolved, path, &self.name).await;
     }
 
     /// Records a resolved room and schedules a write of the room cache: one write, off the
@@ -858,15 +850,7 @@ impl Inner {
             if !pending.swap(false, Ordering::SeqCst) {
                 return; // written by a flush meanwhile
             }
-            let snapshot = lock(&resolved).clone();
-            let target = path.clone();
-            let saved = tokio::task::spawn_blocking(move || save_room_cache(&target, &snapshot))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
-            if let Err(e) = saved {
-                debug!(connector = %connector, path = %path.display(), error = %e, "cannot save the room cache");
-            }
+            write_room_cache(&resolved, path, &connector).await;
         });
     }
 }
@@ -1066,6 +1050,20 @@ fn load_room_cache(path: &std::path::Path) -> HashMap<String, Room> {
 
 /// How long [`Inner::remember_room`] gathers resolved rooms before writing the cache.
 const ROOM_CACHE_SAVE_DELAY: Duration = Duration::from_millis(50);
+
+/// Writes the rooms resolved so far to the cache file `path`, on the blocking pool; a failure
+/// is logged (the cache is only an optimisation).
+async fn write_room_cache(resolved: &Mutex<HashMap<String, Room>>, path: PathBuf, connector: &str) {
+    let snapshot = lock(resolved).clone();
+    let target = path.clone();
+    let saved = tokio::task::spawn_blocking(move || save_room_cache(&target, &snapshot))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+    if let Err(e) = saved {
+        debug!(connector, path = %path.display(), error = %e, "cannot save the room cache");
+    }
+}
 
 /// Replaces the room cache (no fsync: it is a cache, and a missing or unreadable one only
 /// means the rooms are looked up on the server again).

@@ -258,37 +258,7 @@ impl World {
 
     /// Processes other than the daemon running with this world's HOME (agent processes).
     pub fn agent_processes(&self) -> Vec<u32> {
-        let needle = format!("HOME={}", self.home.display());
-        let daemon = self.pid();
-        let mut found = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return found;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if Some(pid) == daemon || pid == std::process::id() {
-                continue;
-            }
-            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            let has_home = environ
-                .split(|b| *b == 0)
-                .any(|var| var == needle.as_bytes());
-            if has_home && alive(pid) {
-                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-                if !exe.ends_with("agent-chat-gateway") {
-                    found.push(pid);
-                }
-            }
-        }
-        found
+        processes_with_home(&self.home, self.pid())
     }
 }
 
@@ -334,6 +304,41 @@ impl std::fmt::Debug for Run {
             self.stderr()
         )
     }
+}
+
+/// Live processes whose environment has `HOME=<home>`, other than `daemon`, this test and any
+/// `agent-chat-gateway` binary: the agent processes (and their tools) of one test world.
+pub fn processes_with_home(home: &Path, daemon: Option<u32>) -> Vec<u32> {
+    let needle = format!("HOME={}", home.display());
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Some(pid) == daemon || pid == std::process::id() {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let has_home = environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes());
+        if has_home && alive(pid) {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if !exe.ends_with("agent-chat-gateway") {
+                found.push(pid);
+            }
+        }
+    }
+    found
 }
 
 /// True if the process exists and is not a zombie.

@@ -244,37 +244,7 @@ impl OcWorld {
 
     /// Processes other than the daemon running with this world's HOME (sidecars and tools).
     pub fn agent_processes(&self) -> Vec<u32> {
-        let needle = format!("HOME={}", self.home.home().display());
-        let daemon = self.pid();
-        let mut found = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return found;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if Some(pid) == daemon || pid == std::process::id() {
-                continue;
-            }
-            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            let ours = environ
-                .split(|b| *b == 0)
-                .any(|var| var == needle.as_bytes());
-            if ours && alive(pid) {
-                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-                if !exe.ends_with("agent-chat-gateway") {
-                    found.push(pid);
-                }
-            }
-        }
-        found
+        crate::common::processes_with_home(&self.home.home(), self.pid())
     }
 
     /// Blocks on a future on the world's runtime.
