@@ -18,22 +18,8 @@ use serde_json::{json, Value};
 fn script_the_model(world: &World) {
     let work = world.work.clone();
     world.mock.respond_with(move |req: &RecordedRequest| {
-        let last = req.messages().last()?;
-        let result = last["content"].as_array().and_then(|blocks| {
-            blocks
-                .iter()
-                .find(|b| b["type"] == "tool_result")
-                .map(|b| match &b["content"] {
-                    Value::String(s) => s.clone(),
-                    Value::Array(parts) => parts
-                        .iter()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    _ => String::new(),
-                })
-        });
-        if let Some(text) = result {
+        req.messages().last()?;
+        if let Some(text) = req.newest_tool_result_text() {
             return Some(Reply::text(format!("tool said: {text}")));
         }
         let said = req.last_user_text().unwrap_or_default();

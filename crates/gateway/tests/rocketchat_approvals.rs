@@ -7,29 +7,15 @@ mod rc;
 
 use acg_testkit::anthropic::{RecordedRequest, Reply};
 use rc::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The mock model: "please write NAME" → a `Write` of `<work>/NAME`; a tool result → a
 /// reply quoting it (`tool said: …`); anything else → `re: <text>`.
 fn script_the_model(rc: &RcWorld) {
     let work = rc.world.work.clone();
     rc.world.mock.respond_with(move |req: &RecordedRequest| {
-        let last = req.messages().last()?;
-        let result = last["content"].as_array().and_then(|blocks| {
-            blocks
-                .iter()
-                .find(|b| b["type"] == "tool_result")
-                .map(|b| match &b["content"] {
-                    Value::String(s) => s.clone(),
-                    Value::Array(parts) => parts
-                        .iter()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    _ => String::new(),
-                })
-        });
-        if let Some(text) = result {
+        req.messages().last()?;
+        if let Some(text) = req.newest_tool_result_text() {
             return Some(Reply::text(format!("tool said: {text}")));
         }
         let said = last_chat_text(req);

@@ -337,6 +337,15 @@ impl RecordedRequest {
             .collect()
     }
 
+    /// The text of the first `tool_result` block in the newest message (text blocks joined
+    /// with `\n`): what a tool just returned, when the agent is sending one back.
+    pub fn newest_tool_result_text(&self) -> Option<String> {
+        let newest = self.messages().last()?;
+        content_blocks(newest, "tool_result")
+            .next()
+            .map(|b| tool_result_text(b.get("content")))
+    }
+
     /// Every `tool_result` block of the conversation, oldest first.
     pub fn tool_results(&self) -> Vec<ToolResult> {
         self.messages()
