@@ -55,7 +55,7 @@ fn start_detached(rt: &RuntimeDir, args: &StartArgs) -> i32 {
         eprintln!("Error: cannot create {}: {err}", rt.root().display());
         return 1;
     }
-    match runtime::probe(rt) {
+    match runtime::probe_settled(rt, Duration::from_secs(5)) {
         DaemonState::Running { pid } => {
             // A daemon that is just starting holds the lock a moment before its pid file exists.
             let pid = pid.or_else(|| runtime::wait_for_pid_file(rt, Duration::from_secs(2)));

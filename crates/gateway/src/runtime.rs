@@ -97,6 +97,25 @@ pub fn probe(rt: &RuntimeDir) -> DaemonState {
     }
 }
 
+/// Like [`probe`], but a lock whose pid-file process has already died is given up to
+/// `patience` to be released: a daemon killed with SIGKILL shows as a zombie (or is gone)
+/// while its other threads are still exiting and its files, the lock among them, still
+/// open. `start` right after `kill -9` must not read that moment as "already running".
+pub fn probe_settled(rt: &RuntimeDir, patience: Duration) -> DaemonState {
+    let deadline = Instant::now() + patience;
+    loop {
+        let state = probe(rt);
+        match state {
+            DaemonState::Running { pid: Some(pid) }
+                if !process_alive(pid) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => return state,
+        }
+    }
+}
+
 /// True when some process holds `gateway.lock`. Takes a shared lock for an instant to find
 /// out; the daemon retries its own lock briefly, so this cannot make a start fail.
 fn lock_is_held(path: &Path) -> bool {
@@ -295,6 +314,43 @@ mod tests {
         assert_eq!(read_pid(&path), None);
         fs::write(&path, "0\n").unwrap();
         assert_eq!(read_pid(&path), None);
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_pid_is_waited_for_not_reported_as_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = RuntimeDir::new(dir.path());
+        // A pid that has exited and been reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        write_pid_file(&rt.pid_file(), dead).unwrap();
+        // The lock is still held a moment after that pid died (its threads are exiting).
+        let lock = InstanceLock::acquire(&rt, Duration::ZERO).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(lock);
+        });
+        assert_eq!(probe(&rt), DaemonState::Running { pid: Some(dead) });
+        assert_eq!(
+            probe_settled(&rt, Duration::from_secs(5)),
+            DaemonState::NotRunning {
+                stale_pid: Some(dead)
+            }
+        );
+        releaser.join().unwrap();
+
+        // A live holder is reported at once, without waiting out the patience.
+        let _live = InstanceLock::acquire(&rt, Duration::ZERO).unwrap();
+        write_pid_file(&rt.pid_file(), std::process::id()).unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            probe_settled(&rt, Duration::from_secs(5)),
+            DaemonState::Running {
+                pid: Some(std::process::id())
+            }
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
