@@ -59,14 +59,19 @@ async fn a_dropped_turn_is_killed_with_its_tools() {
     let req = h.turn(&sid, "run the script");
     let events = EventSink::discard();
     let turn = h.backend.turn(&req, &events);
+    // The tool has run once its file exists; the observer (polling every 25 ms, slower on a
+    // loaded machine) is also given time to have seen the CLI and the tool's processes.
     let tool_running = async {
-        while !started.exists() {
+        while !(started.exists() && observer.seen_count() >= 3) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
     tokio::select! {
         r = turn => panic!("the turn ended by itself: {r:?}"),
         () = tool_running => {}
+        () = tokio::time::sleep(Duration::from_secs(60)) => {
+            panic!("the tool did not start within 60 s (seen {})", observer.seen_count())
+        }
     }
     // The select dropped the turn future mid-way.
     let seen = observer.finish();

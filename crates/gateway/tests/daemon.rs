@@ -260,9 +260,11 @@ fn help_and_usage() {
 fn degraded_start_for_adapters_not_in_this_build() {
     let world = World::new();
     world.write_config(&format!(
-        "connectors:\n  - name: local\n    type: script\n  - name: mm\n    type: mattermost\n    server:\n      url: http://127.0.0.1:9\n      team: t\n      username: bot\n      password: pw\nagents:\n  claude:\n    type: claude\n    command: {claude}\n    working_directory: {work}\n  oc:\n    type: opencode\n    working_directory: {work}\nwatchers:\n  - name: helper\n    connector: local\n    room: desk\n  - name: oc-watch\n    connector: local\n    room: other\n    agent: oc\n  - name: mm-watch\n    connector: mm\n    room: general\n",
+        "connectors:\n  - name: local\n    type: script\n  - name: mm\n    type: mattermost\n    server:\n      url: http://127.0.0.1:9\n      team: t\n      username: bot\n      password: pw\nagents:\n  claude:\n    type: claude\n    command: {claude}\n    working_directory: {work}\n  oc:\n    type: opencode\n    command: {no_opencode}\n    working_directory: {work}\nwatchers:\n  - name: helper\n    connector: local\n    room: desk\n  - name: oc-watch\n    connector: local\n    room: other\n    agent: oc\n  - name: mm-watch\n    connector: mm\n    room: general\n",
         claude = world.claude().display(),
-        work = world.work.display()
+        work = world.work.display(),
+        // Not whatever `opencode` the machine's PATH may have: this agent cannot start.
+        no_opencode = world.work.join("no-such-opencode").display()
     ));
     // Saved state of the mattermost watcher must survive.
     let rc_state = world.runtime_dir().join("state.mm.json");

@@ -40,7 +40,8 @@ use crate::filter::{agent_chain_note, screen, Gates, RoomLedger, TurnBudget};
 use crate::link::{self, CallError, FrameSink, Link, LinkError, OpenParams};
 use crate::normalize::{normalize, Ctx, Normalized, Settings, PLATFORM};
 use crate::options::RocketChatOptions;
-use crate::rest::{tls_config, RestClient, RestError, RestTimeouts};
+use crate::rest::{RestClient, RestError, RestTimeouts};
+use crate::tls::{tls_config, TrustStore};
 use crate::{ddp, mention};
 
 /// Why a connector could not be created.
@@ -157,7 +158,7 @@ impl RocketChatConnector {
         } else {
             return Err(RocketChatError::BadUrl(config.url.clone()));
         };
-        let tls = tls_config().map_err(RocketChatError::Client)?;
+        let tls = tls_config(TrustStore::for_url(&base)).map_err(RocketChatError::Client)?;
         let rest = RestClient::new(
             &base,
             &config.username,

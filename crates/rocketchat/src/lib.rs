@@ -31,6 +31,7 @@ pub mod mention;
 pub mod normalize;
 pub mod options;
 pub mod rest;
+pub mod tls;
 
 pub use connector::{RocketChatConnector, RocketChatError};
 pub use ddp::parse_frame;

@@ -8,7 +8,7 @@
 //! verifier; there is no native TLS.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -99,21 +99,6 @@ pub struct RoomInfo {
     pub name: String,
     /// From `t`: `c` channel, `p` group, `d` direct message.
     pub kind: RoomKind,
-}
-
-/// Builds the rustls client configuration shared by REST and the WebSocket: ring crypto,
-/// the platform's trust store, HTTP/1.1 only.
-pub fn tls_config() -> Result<rustls::ClientConfig, String> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_platform_verifier()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 /// Timeouts of REST calls.
@@ -760,11 +745,5 @@ mod tests {
             assert_eq!(e.is_transient(), transient, "{status}");
         }
         assert!(!RestError::LoginRefused("x".into()).is_transient());
-    }
-
-    #[test]
-    fn tls_config_builds() {
-        let config = tls_config().unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 }

@@ -90,37 +90,46 @@ pub fn processes_in(dir: &Path) -> Vec<ProcInfo> {
 /// Records every process that runs in `dir` until dropped (polls `/proc` from a thread).
 pub struct ProcessObserver {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<HashSet<(i32, u64)>>>,
+    seen: std::sync::Arc<std::sync::Mutex<HashSet<(i32, u64)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ProcessObserver {
     pub fn watch(dir: &Path) -> Self {
         let dir = dir.to_path_buf();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut seen = HashSet::new();
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                for p in processes_in(&dir) {
-                    seen.insert((p.pid, p.starttime));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
+        let thread = std::thread::spawn({
+            let (stop, seen) = (stop.clone(), seen.clone());
+            move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let now = processes_in(&dir);
+                    let mut seen = seen.lock().unwrap();
+                    seen.extend(now.iter().map(|p| (p.pid, p.starttime)));
+                    drop(seen);
+                    std::thread::sleep(Duration::from_millis(25));
                 }
-                std::thread::sleep(Duration::from_millis(25));
             }
-            seen
         });
         ProcessObserver {
             stop,
+            seen,
             thread: Some(thread),
         }
+    }
+
+    /// How many processes were seen so far.
+    pub fn seen_count(&self) -> usize {
+        self.seen.lock().unwrap().len()
     }
 
     /// Stops watching and returns what was seen.
     pub fn finish(mut self) -> HashSet<(i32, u64)> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread
-            .take()
-            .map(|t| t.join().expect("observer thread"))
-            .unwrap_or_default()
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("observer thread");
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
     }
 }
 
