@@ -1,6 +1,7 @@
 //! The gateway is never hostage to the Rocket.Chat server: sockets dropped mid-conversation,
-//! a server that is down (or refuses the bot's password) when the daemon starts, and a daemon
-//! killed with SIGKILL while a message waits in its queue — every message is answered, once.
+//! a server that is down (or refuses the bot's password) when the daemon starts or when a
+//! watcher is resumed or reset, and a daemon killed with SIGKILL while a message waits in its
+//! queue — every message is answered, once.
 
 mod common;
 mod rc;
@@ -207,5 +208,58 @@ fn a_message_queued_when_the_daemon_is_killed_is_answered_once_after_the_next_st
         })
         .count();
     assert_eq!(asked, 1);
+    rc.world.stop();
+}
+
+#[test]
+fn resume_and_reset_while_the_server_is_down_start_the_watcher_once_it_is_up() {
+    let rc = RcWorld::new("7.10.0");
+    rc.world.write_config(&rc.config("", "", DEV_WATCHER));
+    rc.world.start();
+    rc.post("alice", "dev", "@bot hello");
+    rc.wait_for_bot("dev", "re: hello");
+
+    // resume: paused while the server was up, resumed while it is down.
+    assert_eq!(rc.world.run(&["pause", "dev"]).code(), 0);
+    rc.block_on(rc.fake.stop());
+    let run = rc.world.run(&["resume", "dev"]);
+    assert_eq!(run.code(), 0, "{run:?}\n{}", rc.world.log());
+    // The room is known from before, so the watcher runs and subscribes on the reconnect.
+    let all = rc.world.list_all();
+    assert!(all[1].ends_with("[active]"), "{all:?}");
+    rc.block_on(rc.fake.restart()).unwrap();
+    rc.wait_for_watcher_state("dev", "active");
+    rc.post("alice", "dev", "@bot back after resume?");
+    rc.wait_for_bot("dev", "re: back after resume?");
+
+    // reset: a fresh session, started once the server is back.
+    let session = |rc: &RcWorld| {
+        let all = rc.world.list_all();
+        let line = all[1].clone();
+        line.split("session=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let before = session(&rc);
+    rc.block_on(rc.fake.stop());
+    let run = rc.world.run(&["reset", "dev"]);
+    assert_eq!(run.code(), 0, "{run:?}\n{}", rc.world.log());
+    let all = rc.world.list_all();
+    assert!(all[1].ends_with("[active]"), "{all:?}");
+    rc.block_on(rc.fake.restart()).unwrap();
+    rc.wait_for_watcher_state("dev", "active");
+    rc.post("alice", "dev", "@bot back after reset?");
+    rc.wait_for_bot("dev", "re: back after reset?");
+    assert_ne!(session(&rc), before, "reset started a new session");
+    let texts = rc.bot_texts("dev");
+    assert_eq!(
+        texts.iter().filter(|t| t.starts_with("re: ")).count(),
+        3,
+        "{texts:?}"
+    );
     rc.world.stop();
 }
