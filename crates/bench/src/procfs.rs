@@ -100,27 +100,11 @@ pub fn reap(pid: u32) -> bool {
 /// waits for itself (a CLI command) is running, so no exit status is stolen from it.
 pub fn reap_orphans() {
     let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(fields) = stat_fields(&stat) else {
-            continue;
-        };
-        let zombie = fields.first() == Some(&"Z");
-        let ours = fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(me);
-        if zombie && ours {
-            reap(pid);
+    for p in acg_proctree::proc_table() {
+        if p.state == 'Z' && u32::try_from(p.ppid) == Ok(me) {
+            if let Ok(pid) = u32::try_from(p.pid) {
+                reap(pid);
+            }
         }
     }
 }

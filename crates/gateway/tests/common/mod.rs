@@ -310,46 +310,31 @@ impl std::fmt::Debug for Run {
 /// `agent-chat-gateway` binary: the agent processes (and their tools) of one test world.
 pub fn processes_with_home(home: &Path, daemon: Option<u32>) -> Vec<u32> {
     let needle = format!("HOME={}", home.display());
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if Some(pid) == daemon || pid == std::process::id() {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let has_home = environ
-            .split(|b| *b == 0)
-            .any(|var| var == needle.as_bytes());
-        if has_home && alive(pid) {
+    acg_proctree::proc_table()
+        .into_iter()
+        .filter(|p| p.state != 'Z' && p.state != 'X')
+        .filter_map(|p| u32::try_from(p.pid).ok())
+        .filter(|pid| Some(*pid) != daemon && *pid != std::process::id())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|b| *b == 0)
+                    .any(|var| var == needle.as_bytes())
+            })
+        })
+        .filter(|pid| {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-            if !exe.ends_with("agent-chat-gateway") {
-                found.push(pid);
-            }
-        }
-    }
-    found
+            !exe.ends_with("agent-chat-gateway")
+        })
+        .collect()
 }
 
 /// True if the process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s == "Z" || s == "X"),
-        Err(_) => false,
-    }
+    i32::try_from(pid)
+        .ok()
+        .and_then(acg_proctree::read_proc)
+        .is_some_and(|p| p.state != 'Z' && p.state != 'X')
 }
 
 /// Polls `probe` every 50 ms until it returns `Some`, or `None` after `timeout`.
