@@ -603,6 +603,14 @@ mod tests {
         assert!(matches!(state.load(), Err(StateError::Io { .. })));
     }
 
+    /// The names of the entries of `dir`.
+    fn file_names(dir: &Path) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    }
+
     #[test]
     fn replace_file_replaces_sets_mode_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -613,10 +621,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"newer");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names = file_names(dir.path());
         assert_eq!(names, vec![std::ffi::OsString::from("w.md")]);
     }
 
@@ -631,10 +636,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o640);
         // Only the target remains: the temp file was renamed away.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names = file_names(dir.path());
         assert_eq!(names, vec![std::ffi::OsString::from("f.json")]);
     }
 

@@ -219,42 +219,30 @@ fn resume_and_reset_while_the_server_is_down_start_the_watcher_once_it_is_up() {
     rc.post("alice", "dev", "@bot hello");
     rc.wait_for_bot("dev", "re: hello");
 
+    // `cmd` while the server is down; the watcher keeps running (its room is known from
+    // before), subscribes on the reconnect and answers.
+    let through_an_outage = |cmd: &str, question: &str| {
+        rc.block_on(rc.fake.stop());
+        let run = rc.world.run(&[cmd, "dev"]);
+        assert_eq!(run.code(), 0, "{run:?}\n{}", rc.world.log());
+        let all = rc.world.list_all();
+        assert!(all[1].ends_with("[active]"), "{cmd}: {all:?}");
+        rc.block_on(rc.fake.restart()).unwrap();
+        rc.wait_for_watcher_state("dev", "active");
+        rc.post("alice", "dev", &format!("@bot {question}"));
+        rc.wait_for_bot("dev", &format!("re: {question}"));
+    };
+    let session = || rc.control(&json!({"cmd": "list"}))["data"][0]["session_id"].clone();
+
     // resume: paused while the server was up, resumed while it is down.
     assert_eq!(rc.world.run(&["pause", "dev"]).code(), 0);
-    rc.block_on(rc.fake.stop());
-    let run = rc.world.run(&["resume", "dev"]);
-    assert_eq!(run.code(), 0, "{run:?}\n{}", rc.world.log());
-    // The room is known from before, so the watcher runs and subscribes on the reconnect.
-    let all = rc.world.list_all();
-    assert!(all[1].ends_with("[active]"), "{all:?}");
-    rc.block_on(rc.fake.restart()).unwrap();
-    rc.wait_for_watcher_state("dev", "active");
-    rc.post("alice", "dev", "@bot back after resume?");
-    rc.wait_for_bot("dev", "re: back after resume?");
+    through_an_outage("resume", "back after resume?");
 
     // reset: a fresh session, started once the server is back.
-    let session = |rc: &RcWorld| {
-        let all = rc.world.list_all();
-        let line = all[1].clone();
-        line.split("session=")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    let before = session(&rc);
-    rc.block_on(rc.fake.stop());
-    let run = rc.world.run(&["reset", "dev"]);
-    assert_eq!(run.code(), 0, "{run:?}\n{}", rc.world.log());
-    let all = rc.world.list_all();
-    assert!(all[1].ends_with("[active]"), "{all:?}");
-    rc.block_on(rc.fake.restart()).unwrap();
-    rc.wait_for_watcher_state("dev", "active");
-    rc.post("alice", "dev", "@bot back after reset?");
-    rc.wait_for_bot("dev", "re: back after reset?");
-    assert_ne!(session(&rc), before, "reset started a new session");
+    let before = session();
+    assert!(before.is_string(), "{before}");
+    through_an_outage("reset", "back after reset?");
+    assert_ne!(session(), before, "reset started a new session");
     let texts = rc.bot_texts("dev");
     assert_eq!(
         texts.iter().filter(|t| t.starts_with("re: ")).count(),
