@@ -277,15 +277,7 @@ static WRITE_LOCK: Mutex<()> = Mutex::new(());
 /// The temp file is `<file>.<pid>.tmp` and is removed again if any step fails. This call
 /// blocks; async callers run it on a blocking thread.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let file_name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} has no file name", path.display()),
-        )
-    })?;
-    let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    let tmp = temp_path(path, &std::process::id().to_string())?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -293,7 +285,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
 
     // A poisoned lock only means another writer panicked; the files are still consistent.
     let _guard = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let result = write_then_rename(&tmp, path, bytes, mode);
+    let result = write_then_rename(&tmp, path, bytes, mode, true);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
         return result;
@@ -306,10 +298,19 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
 /// a crash may at worst leave a stale or empty file that the next start rewrites before use.
 /// Readers never see a half-written file. Concurrent calls (distinct or equal paths) are safe.
 pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // Unlike `atomic_write` there is no lock: each call has a temp file of its own.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = temp_path(path, &format!("{}.{n}", std::process::id()))?;
+    let written = write_then_rename(&tmp, path, bytes, mode, false);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
 
+/// `<file>.<tag>.tmp` beside `path`.
+fn temp_path(path: &Path, tag: &str) -> std::io::Result<PathBuf> {
     let file_name = path.file_name().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -317,28 +318,18 @@ pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         )
     })?;
     let mut tmp_name = file_name.to_os_string();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    tmp_name.push(format!(".{tag}.tmp"));
+    Ok(path.with_file_name(tmp_name))
 }
 
-fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+/// Writes `tmp` (fsync'd when `durable`), gives it `mode`, and renames it over `path`.
+fn write_then_rename(
+    tmp: &Path,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    durable: bool,
+) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
@@ -349,7 +340,9 @@ fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8], mode: u32) -> std::i
         .mode(mode)
         .open(tmp)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
+    if durable {
+        file.sync_all()?;
+    }
     // The umask may have narrowed the creation mode, and a stale temp file keeps its old one.
     file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     drop(file);
