@@ -1316,6 +1316,8 @@ impl Connector for RocketChatConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use acg_config::model::{AgentChainSettings, AttachmentSettings};
+    use acg_core::{Role, Sender};
 
     fn live(n: i64) -> RoomEvent {
         RoomEvent::Live(serde_json::json!({ "n": n }))
@@ -1369,8 +1371,6 @@ mod tests {
             "a drained burst gives its buffer back"
         );
     }
-    use acg_config::model::{AgentChainSettings, AttachmentSettings};
-    use acg_core::{Role, Sender};
 
     fn config(url: &str) -> ChatServerConfig {
         ChatServerConfig {
